@@ -46,4 +46,5 @@ require (
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.32.0 // indirect
 	golang.org/x/tools v0.8.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 )

@@ -1,2 +1,92 @@
+// Command shardhose consumes a Kinesis data stream and delivers its records to Firehose-style
+// sinks, checkpointing in DynamoDB only what was delivered.
+//
+// Usage:
+//
+//	shardhose run      -c FILE   run the daemon
+//	shardhose validate -c FILE   check a config file and print every problem
+//	shardhose produce  -c FILE   send sample or generated records to the stream
+//	shardhose leases   -c FILE   list the lease table
+//	shardhose version            print the version
+//
+// Exit codes: 0 success; 1 bad configuration or a start-up check failed (do not restart until it
+// is fixed); 2 a runtime failure; 3 the drain deadline passed with records undelivered (they are
+// read again on the next start); 130 a second signal forced the exit.
 package main
-func main(){}
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Exit codes, documented in the README.
+const (
+	exitOK           = 0
+	exitConfig       = 1
+	exitRuntime      = 2
+	exitDrainTimeout = 3
+	exitForced       = 130
+)
+
+// usageError is a mistake on the command line; it exits 1 with the usage text.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+const usage = `shardhose: consume a Kinesis stream into Firehose-style sinks, losslessly.
+
+Usage:
+  shardhose run      -c FILE [flags]   run the daemon
+  shardhose validate -c FILE           check a config file and print every problem
+  shardhose produce  -c FILE [flags]   send records to the configured stream
+  shardhose leases   -c FILE           list the lease table: owner, counter, checkpoint per shard
+  shardhose version                    print the version
+
+Run 'shardhose COMMAND --help' for a command's flags.
+Exit codes: 0 ok, 1 bad config or start-up check failed, 2 runtime failure,
+3 drain deadline passed (undelivered records are read again), 130 forced by a second signal.
+`
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return exitConfig
+	}
+	var err error
+	code := exitOK
+	switch args[0] {
+	case "run":
+		code, err = runDaemon(args[1:])
+	case "validate":
+		code, err = runValidate(args[1:])
+	case "produce":
+		code, err = runProduce(args[1:])
+	case "leases":
+		code, err = runLeases(args[1:])
+	case "version", "--version", "-v":
+		fmt.Println("shardhose", version())
+		return exitOK
+	case "help", "--help", "-h":
+		fmt.Print(usage)
+		return exitOK
+	default:
+		err = usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(os.Stderr, "shardhose: %v\n\n%s", err, usage)
+			return exitConfig
+		}
+		fmt.Fprintf(os.Stderr, "shardhose: %v\n", err)
+		if code == exitOK {
+			code = exitRuntime
+		}
+	}
+	return code
+}

@@ -4,25 +4,45 @@
 // Integration tests call Require. When the stack is not reachable the test is skipped, unless
 // SHARDHOSE_TEST_REQUIRE_STACK=1 (set by `make test` and CI), in which case it fails: a run that
 // was meant to exercise the real servers can never pass by skipping them.
+//
+// Which server for what:
+//   - kinesis-local (Env.Kinesis) is the Kinesis engine LocalStack runs; use it for behaviour:
+//     iterators, resharding (ChildShards), MillisBehindLatest. It keeps every record in memory
+//     until its stream is deleted, so keep record counts modest (thousands, not hundreds of
+//     thousands) and let CreateStream's cleanup delete the stream.
+//   - kinesalite (Env.Kinesalite) is about 20 times faster; use it for volume and throughput.
+//     It has no UpdateShardCount and a closed shard ends without ChildShards.
+//   - dynalite (Env.DynamoDB) for lease and checkpoint tables.
+//   - moto (Env.Moto) for S3, SQS, SNS and Firehose; never for Kinesis (it loses records).
 package testenv
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // Fixed ports of the local stack; deploy/local/ports.env holds the same numbers for the scripts.
 const (
-	KinesisLocalPort = 14567 // kinesis-local (kinesis-mock), plain HTTP
-	KinesalitePort   = 14569 // kinesalite, for throughput
-	DynaLitePort     = 14570 // dynalite
-	MotoPort         = 14571 // moto: S3, SQS, SNS, Firehose
+	KinesisLocalPort    = 14567 // kinesis-local (kinesis-mock), plain HTTP
+	KinesisLocalTLSPort = 14568 // kinesis-local, HTTPS with a self-signed certificate
+	KinesalitePort      = 14569 // kinesalite, for throughput
+	DynaLitePort        = 14570 // dynalite
+	MotoPort            = 14571 // moto: S3, SQS, SNS, Firehose
 )
+
+// Region is the region every client of the local stack uses.
+const Region = "us-east-1"
+
+// EnvRequireStack names the variable that turns an unreachable stack from a skip into a failure.
+const EnvRequireStack = "SHARDHOSE_TEST_REQUIRE_STACK"
 
 // Env holds the endpoints of the local stack.
 type Env struct {
@@ -47,7 +67,7 @@ func Endpoints() Env {
 		Kinesalite: endpoint("SHARDHOSE_TEST_KINESALITE_ENDPOINT", KinesalitePort),
 		DynamoDB:   endpoint("SHARDHOSE_TEST_DYNAMODB_ENDPOINT", DynaLitePort),
 		Moto:       endpoint("SHARDHOSE_TEST_MOTO_ENDPOINT", MotoPort),
-		Region:     "us-east-1",
+		Region:     Region,
 	}
 }
 
@@ -55,12 +75,17 @@ func Endpoints() Env {
 func Require(t testing.TB) Env {
 	t.Helper()
 	e := Endpoints()
-	for name, ep := range map[string]string{"kinesis-local": e.Kinesis, "dynalite": e.DynamoDB, "moto": e.Moto} {
-		if err := reachable(ep); err != nil {
-			if os.Getenv("SHARDHOSE_TEST_REQUIRE_STACK") == "1" {
-				t.Fatalf("local stack: %s at %s does not answer (%v); start it with `make local-up`", name, ep, err)
+	for _, s := range []struct{ name, ep string }{
+		{"kinesis-local", e.Kinesis},
+		{"kinesalite", e.Kinesalite},
+		{"dynalite", e.DynamoDB},
+		{"moto", e.Moto},
+	} {
+		if err := reachable(s.ep); err != nil {
+			if os.Getenv(EnvRequireStack) == "1" {
+				t.Fatalf("local stack: %s at %s does not answer (%v); start it with `make local-up`", s.name, s.ep, err)
 			}
-			t.Skipf("local stack not running (%s at %s: %v); `make test` starts it", name, ep, err)
+			t.Skipf("local stack not running (%s at %s: %v); `make test` starts it", s.name, s.ep, err)
 		}
 	}
 	return e
@@ -71,6 +96,9 @@ func reachable(ep string) error {
 	if err != nil {
 		return err
 	}
+	if u.Host == "" {
+		return fmt.Errorf("endpoint %q has no host", ep)
+	}
 	c, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
 	if err != nil {
 		return err
@@ -78,24 +106,40 @@ func reachable(ep string) error {
 	return c.Close()
 }
 
-// UniqueName returns a name for a stream, table, bucket or queue that no other test uses:
-// prefix plus the test's name and the time, lower-cased and limited to what S3 bucket names allow.
+// maxNameLen keeps names within the tightest limit of the services they name: 63 for S3 buckets.
+const maxNameLen = 63
+
+var nameSeq atomic.Uint64
+
+// UniqueName returns a name for a stream, table, bucket or queue that no other test uses, in this
+// process or any other: prefix plus the test's name, lower-cased, then a random suffix. The result
+// is at most 63 characters of [a-z0-9-], starts and ends with a letter or digit and has no "--",
+// so it is valid as a Kinesis stream, DynamoDB table, S3 bucket and SQS queue name alike.
 func UniqueName(t testing.TB, prefix string) string {
 	t.Helper()
-	n := strings.ToLower(prefix + "-" + t.Name())
 	var b strings.Builder
-	for _, r := range n {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+	dash := true // drops leading dashes and collapses runs of them
+	for _, r := range strings.ToLower(prefix + "-" + t.Name()) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			b.WriteRune(r)
-		default:
-			b.WriteRune('-')
+			dash = false
+		} else if !dash {
+			b.WriteByte('-')
+			dash = true
 		}
 	}
 	s := b.String()
-	suffix := fmt.Sprintf("-%x", time.Now().UnixNano()&0xffffffffff)
-	if len(s)+len(suffix) > 60 {
-		s = s[:60-len(suffix)]
+	if s == "" || strings.HasPrefix(s, "xn-") || strings.HasPrefix(s, "sthree-") {
+		s = "t-" + s // S3 reserves these prefixes
 	}
-	return strings.Trim(s, "-") + suffix
+
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		t.Fatalf("unique name: read random bytes: %v", err)
+	}
+	suffix := fmt.Sprintf("-%s%x", hex.EncodeToString(rnd[:]), nameSeq.Add(1))
+	if len(s)+len(suffix) > maxNameLen {
+		s = s[:maxNameLen-len(suffix)]
+	}
+	return strings.TrimRight(s, "-") + suffix
 }

@@ -1,0 +1,58 @@
+# shardhose: build, the local AWS stack, tests, demo and benchmarks.
+#
+#   make build       bin/shardhose
+#   make local-up    start the local AWS stack (deploy/local/up.sh; idempotent)
+#   make local-down  stop it
+#   make local-status
+#   make test        all tests against the local stack, which is started first and stopped after,
+#                    whatever the outcome; the exit status is go test's
+#   make test-unit   go test -short, no stack
+#   make demo        build, start the stack, run deploy/local/demo.sh
+#   make bench       benchmarks against the local stack, written to docs/benchmarks.txt
+#   make clean       stop the stack, remove bin/, deploy/local/run/ and deploy/local/node_modules/
+#
+# Needs Go, Node.js with npm, and moto (moto_server); Go modules and the npm packages are
+# fetched on first use.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+GO ?= go
+LOCAL := deploy/local
+TEST_TIMEOUT ?= 30m
+GOTESTFLAGS ?=
+
+.PHONY: build local-up local-down local-status test test-unit demo bench clean
+
+build:
+	$(GO) build -o bin/shardhose ./cmd/shardhose
+
+local-up:
+	$(LOCAL)/up.sh
+
+local-down:
+	$(LOCAL)/down.sh
+
+local-status:
+	$(LOCAL)/status.sh || true
+
+test:
+	SHARDHOSE_TEST_REQUIRE_STACK=1 $(LOCAL)/with-stack.sh \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) ./...
+
+test-unit:
+	$(GO) test -short $(GOTESTFLAGS) ./...
+
+demo: build local-up
+	bash $(LOCAL)/demo.sh
+
+bench:
+	mkdir -p docs
+	SHARDHOSE_TEST_REQUIRE_STACK=1 $(LOCAL)/with-stack.sh \
+		$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) ./... | tee docs/benchmarks.txt.tmp
+	mv docs/benchmarks.txt.tmp docs/benchmarks.txt
+
+clean:
+	-$(LOCAL)/down.sh
+	rm -rf bin $(LOCAL)/run $(LOCAL)/node_modules

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/spf13/pflag"
+
+	"github.com/shardhose/shardhose/checkpoint"
+	"github.com/shardhose/shardhose/config"
+	"github.com/shardhose/shardhose/consumer"
+	"github.com/shardhose/shardhose/internal/awsclient"
+	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/logging"
+	"github.com/shardhose/shardhose/sinks"
+	s3sink "github.com/shardhose/shardhose/sinks/s3"
+)
+
+// startupTimeout bounds the start-up checks (stream, lease table, buckets), so an unreachable
+// endpoint is a prompt one-line error rather than minutes of retries.
+const startupTimeout = 20 * time.Second
+
+// loadConfig parses a command's flags and loads and validates the configuration; problems are
+// printed one per line.
+func loadConfig(name string, args []string, extra func(fs *pflag.FlagSet)) (config.Config, *pflag.FlagSet, error) {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	path := fs.StringP("config", "c", os.Getenv("SHARDHOSE_CONFIG"), "config file (YAML); also SHARDHOSE_CONFIG")
+	config.RegisterFlags(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return config.Config{}, fs, err
+		}
+		return config.Config{}, fs, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, fs, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	cfg, err := config.Load(config.LoadOptions{Path: *path, Flags: fs})
+	if err != nil {
+		where := *path
+		if where == "" {
+			where = "configuration"
+		}
+		return cfg, fs, fmt.Errorf("%s is not valid:\n%w", where, err)
+	}
+	return cfg, fs, nil
+}
+
+func runValidate(args []string) (int, error) {
+	cfg, fs, err := loadConfig("validate", args, nil)
+	if errors.Is(err, pflag.ErrHelp) {
+		return exitOK, nil
+	}
+	if err != nil {
+		return exitConfig, err
+	}
+	path, _ := fs.GetString("config")
+	fmt.Printf("%s: valid (stream %s, %d sink(s), lease table %s)\n", path, cfg.Stream.StreamName(), len(cfg.Sinks), cfg.Leases.Table)
+	return exitOK, nil
+}
+
+func runDaemon(args []string) (int, error) {
+	cfg, _, err := loadConfig("run", args, nil)
+	if errors.Is(err, pflag.ErrHelp) {
+		return exitOK, nil
+	}
+	if err != nil {
+		return exitConfig, err
+	}
+	log, err := logging.New(cfg.Log.Format, cfg.Log.Level, os.Stderr)
+	if err != nil {
+		return exitConfig, err
+	}
+	slog.SetDefault(log)
+
+	// hardCtx ends only on a second signal: everything runs under it.
+	hardCtx, hardStop := context.WithCancel(context.Background())
+	defer hardStop()
+
+	startCtx, cancelStart := context.WithTimeout(hardCtx, startupTimeout)
+	defer cancelStart()
+	awsCfg, err := awsclient.Load(startCtx, cfg.AWS)
+	if err != nil {
+		return exitConfig, fmt.Errorf("aws configuration: %w", err)
+	}
+	kin := awsclient.Kinesis(awsCfg, cfg.AWS)
+	ddb := awsclient.DynamoDB(awsCfg, cfg.AWS)
+	s3c := awsclient.S3(awsCfg, cfg.AWS)
+
+	clk := clock.Real()
+	var built []sinks.Sink
+	closeBuilt := func() {
+		ctx, cancel := context.WithTimeout(hardCtx, 5*time.Second)
+		defer cancel()
+		for _, s := range built {
+			_ = s.Close(ctx)
+		}
+	}
+	for _, sc := range cfg.Sinks {
+		switch sc.Type {
+		case "s3":
+			if err := checkBucket(startCtx, s3c, sc.S3.Bucket, awsclient.Endpoint(cfg.AWS, "s3")); err != nil {
+				closeBuilt()
+				return exitConfig, fmt.Errorf("sink %s: %w", sc.Name, err)
+			}
+			s, err := s3sink.New(s3sink.Options{Name: sc.Name, Config: *sc.S3, Client: s3c, Clock: clk, Logger: log.With("sink", sc.Name)})
+			if err != nil {
+				closeBuilt()
+				return exitConfig, fmt.Errorf("sink %s: %w", sc.Name, err)
+			}
+			built = append(built, s)
+		default:
+			closeBuilt()
+			return exitConfig, fmt.Errorf("sink %s: type %q is not supported", sc.Name, sc.Type)
+		}
+	}
+
+	table := checkpoint.NewTable(ddb, cfg.Leases.Table, cfg.Leases.WorkerID, checkpoint.Options{
+		LeaseDuration: cfg.Leases.LeaseDuration, Clock: clk, Logger: log,
+	})
+	c, err := consumer.New(consumer.Options{
+		WorkerID: cfg.Leases.WorkerID,
+		Stream:   cfg.Stream,
+		Leases:   cfg.Leases,
+		Batching: cfg.Batching,
+		Kinesis:  kin,
+		Table:    table,
+		Sinks:    built,
+		Clock:    clk,
+		Logger:   log,
+	})
+	if err != nil {
+		closeBuilt()
+		return exitConfig, err
+	}
+	if err := c.Check(startCtx); err != nil {
+		closeBuilt()
+		return exitConfig, fmt.Errorf("%w (kinesis %s, dynamodb %s)", err, awsclient.Endpoint(cfg.AWS, "kinesis"), awsclient.Endpoint(cfg.AWS, "dynamodb"))
+	}
+	cancelStart()
+
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(signals)
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(hardCtx) }()
+
+	select {
+	case err := <-runErr:
+		closeBuilt()
+		var se *consumer.StartupError
+		if errors.As(err, &se) {
+			return exitConfig, err
+		}
+		return exitRuntime, fmt.Errorf("consumer stopped: %w", err)
+	case sig := <-signals:
+		log.Info("stopping: draining before exit (a second signal exits at once)", "signal", sig.String(), "drain_timeout", cfg.Shutdown.DrainTimeout)
+	}
+
+	go func() {
+		sig := <-signals
+		log.Error("second signal: exiting now; records not checkpointed are read again on the next start", "signal", sig.String())
+		os.Exit(exitForced)
+	}()
+	drainCtx, cancelDrain := context.WithTimeout(hardCtx, cfg.Shutdown.DrainTimeout)
+	defer cancelDrain()
+	err = c.Shutdown(drainCtx)
+	hardStop()
+	<-runErr
+	var de *consumer.DrainError
+	switch {
+	case errors.As(err, &de):
+		return exitDrainTimeout, err
+	case err != nil:
+		return exitRuntime, err
+	}
+	log.Info("stopped cleanly")
+	return exitOK, nil
+}
+
+// checkBucket fails fast, with one line, when a sink's bucket does not exist or cannot be reached.
+func checkBucket(ctx context.Context, c *awss3.Client, bucket, endpoint string) error {
+	_, err := c.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &bucket})
+	if err == nil {
+		return nil
+	}
+	where := endpoint
+	if where == "" {
+		where = "the default S3 endpoint"
+	}
+	var notFound *s3types.NotFound
+	var resp *awshttp.ResponseError
+	switch {
+	case errors.As(err, &notFound), errors.As(err, &resp) && resp.HTTPStatusCode() == 404:
+		return fmt.Errorf("bucket %q does not exist at %s", bucket, where)
+	case errors.As(err, &resp) && resp.HTTPStatusCode() == 403:
+		return fmt.Errorf("bucket %q at %s: access denied (needs s3:ListBucket and s3:PutObject)", bucket, where)
+	}
+	return fmt.Errorf("bucket %q at %s cannot be used: %w", bucket, where, err)
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/shardhose/shardhose/checkpoint"
+	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/testenv"
+)
+
+// binPath is the shardhose binary built once for the end-to-end tests.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shardhose-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	binPath = filepath.Join(dir, "shardhose")
+	build := exec.Command("go", "build", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building shardhose:", err)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// e2eStack is one test's own stream, bucket and lease table on the local stack.
+type e2eStack struct {
+	env    testenv.Env
+	kin    *kinesis.Client
+	s3     *awss3.Client
+	ddb    *dynamodb.Client
+	stream string
+	bucket string
+	table  string
+}
+
+func newE2EStack(t *testing.T, shards int) *e2eStack {
+	t.Helper()
+	env := testenv.Require(t)
+	s := &e2eStack{
+		env:    env,
+		kin:    testenv.KinesisClient(t, env),
+		s3:     testenv.S3Client(t, env),
+		ddb:    testenv.DynamoDBClient(t, env),
+		stream: testenv.UniqueName(t, "e2e"),
+		bucket: testenv.UniqueName(t, "e2e"),
+		table:  testenv.UniqueName(t, "e2e-leases"),
+	}
+	testenv.CreateStream(t, s.kin, s.stream, shards)
+	testenv.CreateBucket(t, s.s3, s.bucket)
+	return s
+}
+
+// config writes a config file for this stack; extra is YAML appended to the sink's s3 section
+// (indented by the caller's template below) and top-level overrides.
+func (s *e2eStack) config(t *testing.T, sizeMB, intervalSec int, extra string) string {
+	t.Helper()
+	y := fmt.Sprintf(`aws:
+  region: us-east-1
+  credentials: {source: static, access_key_id: test, secret_access_key: test}
+  endpoints: {kinesis: %q, dynamodb: %q, s3: %q}
+  s3_use_path_style: true
+stream:
+  name: %s
+  starting_position: TRIM_HORIZON
+  poll_interval: 250ms
+leases:
+  table: %s
+  lease_duration: 3s
+  renew_interval: 1s
+  shard_sync_interval: 2s
+  checkpoint_interval: 250ms
+sinks:
+  - name: archive
+    type: s3
+    s3:
+      bucket: %s
+      compression: GZIP
+      buffering_hints: {size_in_mbs: %d, interval_in_seconds: %d}
+      retry: {initial_backoff: 200ms, max_backoff: 2s}
+shutdown:
+  drain_timeout: 30s
+log:
+  format: json
+  level: debug
+%s`, s.env.Kinesis, s.env.DynamoDB, s.env.Moto, s.stream, s.table, s.bucket, sizeMB, intervalSec, extra)
+	path := filepath.Join(t.TempDir(), "shardhose.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// daemon is a running `shardhose run` process.
+type daemon struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	logs   *lockedBuffer
+	exited chan struct{}
+	code   int
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func startDaemon(t *testing.T, cfgPath, workerID string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, logs: &lockedBuffer{}, exited: make(chan struct{})}
+	d.cmd = exec.Command(binPath, "run", "-c", cfgPath, "--worker-id", workerID)
+	d.cmd.Stdout = d.logs
+	d.cmd.Stderr = d.logs
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start shardhose: %v", err)
+	}
+	go func() {
+		err := d.cmd.Wait()
+		d.code = d.cmd.ProcessState.ExitCode()
+		_ = err
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+		if t.Failed() {
+			t.Logf("logs of worker %s:\n%s", workerID, tail(d.logs.String(), 60))
+		}
+	})
+	return d
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// waitExit waits for the process to exit and returns its exit code.
+func (d *daemon) waitExit(within time.Duration) int {
+	d.t.Helper()
+	select {
+	case <-d.exited:
+		return d.code
+	case <-time.After(within):
+		d.t.Fatalf("shardhose did not exit within %v; logs:\n%s", within, tail(d.logs.String(), 40))
+		return -1
+	}
+}
+
+// handedToSinks sums the records the daemon logged as handed to its sinks.
+func (d *daemon) handedToSinks() int {
+	n := 0
+	sc := bufio.NewScanner(strings.NewReader(d.logs.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Msg     string `json:"msg"`
+			Records int    `json:"records"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "records handed to sinks" {
+			n += line.Records
+		}
+	}
+	return n
+}
+
+// waitFor polls cond every 100 ms until it holds or the deadline passes; status describes the
+// state for the failure message.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, status := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %v (%s)", what, within, status)
+		}
+		if err := clock.Sleep(t.Context(), clock.Real(), 100*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// delivered reads every object in the bucket and counts each record (a line) it holds.
+func (s *e2eStack) delivered(t *testing.T) (counts map[string]int, objects int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	counts = map[string]int{}
+	p := awss3.NewListObjectsV2Paginator(s.s3, &awss3.ListObjectsV2Input{Bucket: aws.String(s.bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("list objects in %s: %v", s.bucket, err)
+		}
+		for _, o := range page.Contents {
+			objects++
+			out, err := s.s3.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(s.bucket), Key: o.Key})
+			if err != nil {
+				t.Fatalf("get %s: %v", aws.ToString(o.Key), err)
+			}
+			zr, err := gzip.NewReader(out.Body)
+			if err != nil {
+				t.Fatalf("object %s is not gzip: %v", aws.ToString(o.Key), err)
+			}
+			body, err := io.ReadAll(zr)
+			out.Body.Close()
+			if err != nil {
+				t.Fatalf("gunzip %s: %v", aws.ToString(o.Key), err)
+			}
+			for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
+				if line != "" {
+					counts[line]++
+				}
+			}
+		}
+	}
+	return counts, objects
+}
+
+// leases reads the lease table as the daemon left it.
+func (s *e2eStack) leases(t *testing.T) map[string]checkpoint.Lease {
+	t.Helper()
+	tbl := checkpoint.NewTable(s.ddb, s.table, "e2e-reader", checkpoint.Options{LeaseDuration: 3 * time.Second, Clock: clock.Real()})
+	list, err := tbl.List(t.Context())
+	if err != nil {
+		t.Fatalf("list leases in %s: %v", s.table, err)
+	}
+	out := map[string]checkpoint.Lease{}
+	for _, l := range list {
+		out[l.ShardID] = l
+	}
+	return out
+}
+
+// makeRecords returns n JSON records with unique ids spread over many partition keys.
+func makeRecords(from, n int) []testenv.Rec {
+	recs := make([]testenv.Rec, n)
+	for i := range recs {
+		id := from + i
+		recs[i] = testenv.Rec{
+			PartitionKey: fmt.Sprintf("user-%d", id%97),
+			Data:         []byte(fmt.Sprintf(`{"id":"r-%06d","user":"user-%d","amount":%d.%02d}`, id, id%97, id%500, id%100)),
+		}
+	}
+	return recs
+}
+
+// missing lists the records of recs not present in counts (at most a few, for the message).
+func missing(recs []testenv.Rec, counts map[string]int) (n int, sample []string) {
+	for _, r := range recs {
+		if counts[string(r.Data)] == 0 {
+			n++
+			if len(sample) < 5 {
+				sample = append(sample, string(r.Data))
+			}
+		}
+	}
+	return n, sample
+}
+
+// lastSequencePerShard returns the highest sequence number put to each shard.
+func lastSequencePerShard(puts []testenv.Put) map[string]string {
+	last := map[string]string{}
+	for _, p := range puts {
+		if cur, ok := last[p.ShardID]; !ok || compareSeq(p.SequenceNumber, cur) > 0 {
+			last[p.ShardID] = p.SequenceNumber
+		}
+	}
+	return last
+}

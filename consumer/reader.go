@@ -1,0 +1,227 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/shardhose/shardhose/consumer/kpl"
+	"github.com/shardhose/shardhose/hooks"
+	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/retry"
+	"github.com/shardhose/shardhose/record"
+)
+
+// KinesisAPI is the part of the Kinesis client the consumer uses.
+type KinesisAPI interface {
+	ListShards(ctx context.Context, in *kinesis.ListShardsInput, optFns ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
+	GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, optFns ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error)
+	GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
+	DescribeStreamSummary(ctx context.Context, in *kinesis.DescribeStreamSummaryInput, optFns ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error)
+}
+
+// startPosition is where a shard reader begins.
+type startPosition struct {
+	// after, when set, resumes from a checkpoint: the reader asks for AT_SEQUENCE_NUMBER and skips
+	// the checkpointed record itself (and, inside a KPL aggregate, the user records up to its
+	// sub-sequence number), so a partly delivered aggregate resumes at its next user record.
+	after record.Position
+	// iteratorType is used when after is zero: TRIM_HORIZON, LATEST or AT_TIMESTAMP.
+	iteratorType types.ShardIteratorType
+	timestamp    time.Time
+}
+
+// shardReader reads one shard from a start position to its end (or until its context ends),
+// handing each GetRecords result, de-aggregated, to emit. It retries throttling and service
+// errors with backoff and renews an expired iterator from the last record it read, so the only
+// ways out are the shard's end, emit's error, and ctx.
+type shardReader struct {
+	api          KinesisAPI
+	streamName   string
+	streamARN    string
+	shardID      string
+	clock        clock.Clock
+	log          *slog.Logger
+	hooks        hooks.Set
+	pollInterval time.Duration
+	limit        int32
+	backoff      retry.Policy
+}
+
+// minCallGap keeps a reader within Kinesis's 5 GetRecords calls per shard per second.
+const minCallGap = 200 * time.Millisecond
+
+// run reads until the shard ends (returns true) or ctx ends / emit fails (returns the error).
+func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ctx context.Context, recs []record.Record) error) (bool, error) {
+	// done is the position at or before which every record has been handled: the checkpoint at
+	// first, then the last Kinesis record read (all its user records). Iterators are renewed from
+	// it and records at or before it are never handed on twice.
+	done := start.after
+	iterator, err := r.iterator(ctx, start, done)
+	if err != nil {
+		return false, err
+	}
+	failures := 0
+	for {
+		out, err := r.api.GetRecords(ctx, &kinesis.GetRecordsInput{
+			ShardIterator: iterator,
+			Limit:         aws.Int32(r.limit),
+			StreamARN:     r.arnOrNil(),
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			failures++
+			var expired *types.ExpiredIteratorException
+			var throttled *types.ProvisionedThroughputExceededException
+			switch {
+			case errors.As(err, &expired):
+				r.log.Info("shard iterator expired; renewing", "shard", r.shardID, "after", done.SequenceNumber)
+				iterator, err = r.iterator(ctx, start, done)
+				if err != nil {
+					return false, err
+				}
+				continue
+			case errors.As(err, &throttled):
+				hooks.Each(r.hooks, func(h hooks.ThrottledRead) { h.OnThrottledRead(r.streamName, r.shardID) })
+				r.log.Debug("GetRecords throttled", "shard", r.shardID)
+			default:
+				r.log.Warn("GetRecords failed; retrying", "shard", r.shardID, "attempt", failures, "error", err)
+			}
+			if err := clock.Sleep(ctx, r.clock, r.backoff.Delay(failures)); err != nil {
+				return false, err
+			}
+			continue
+		}
+		failures = 0
+
+		recs, bytes := r.convert(out.Records, done)
+		behind := aws.ToInt64(out.MillisBehindLatest)
+		hooks.Each(r.hooks, func(h hooks.RecordsRead) {
+			h.OnRecordsRead(r.streamName, r.shardID, len(recs), bytes, behind)
+		})
+		if n := len(out.Records); n > 0 {
+			last := out.Records[n-1]
+			done = record.Position{SequenceNumber: aws.ToString(last.SequenceNumber), SubSequenceNumber: math.MaxInt64}
+		}
+		if len(recs) > 0 {
+			if err := emit(ctx, recs); err != nil {
+				return false, err
+			}
+		}
+		if out.NextShardIterator == nil {
+			return true, nil
+		}
+		iterator = out.NextShardIterator
+
+		wait := r.pollInterval
+		if len(out.Records) > 0 && (behind > 0 || len(out.Records) >= int(r.limit)) {
+			wait = minCallGap // more is waiting: read again as soon as Kinesis allows
+		}
+		if err := clock.Sleep(ctx, r.clock, wait); err != nil {
+			return false, err
+		}
+	}
+}
+
+func (r *shardReader) arnOrNil() *string {
+	if r.streamARN == "" {
+		return nil
+	}
+	return aws.String(r.streamARN)
+}
+
+// iterator gets a shard iterator for start, retrying service errors with backoff.
+func (r *shardReader) iterator(ctx context.Context, start startPosition, done record.Position) (*string, error) {
+	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(r.shardID)}
+	if r.streamARN != "" {
+		in.StreamARN = aws.String(r.streamARN)
+	} else {
+		in.StreamName = aws.String(r.streamName)
+	}
+	switch {
+	case !done.IsZero():
+		in.ShardIteratorType = types.ShardIteratorTypeAtSequenceNumber
+		in.StartingSequenceNumber = aws.String(done.SequenceNumber)
+	case start.iteratorType == types.ShardIteratorTypeAtTimestamp:
+		in.ShardIteratorType = start.iteratorType
+		in.Timestamp = aws.Time(start.timestamp)
+	case start.iteratorType != "":
+		in.ShardIteratorType = start.iteratorType
+	default:
+		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+	}
+	var it *string
+	_, err := retry.Do(ctx, r.clock, r.backoff, func(ctx context.Context, _ int) error {
+		out, err := r.api.GetShardIterator(ctx, in)
+		if err != nil {
+			var notFound *types.ResourceNotFoundException
+			var invalid *types.InvalidArgumentException
+			if errors.As(err, &notFound) || errors.As(err, &invalid) {
+				return retry.Permanent(err)
+			}
+			return err
+		}
+		it = out.ShardIterator
+		return nil
+	}, func(attempt int, err error, wait time.Duration) {
+		r.log.Warn("GetShardIterator failed; retrying", "shard", r.shardID, "attempt", attempt, "wait", wait, "error", err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get shard iterator for %s (%s): %w", r.shardID, in.ShardIteratorType, err)
+	}
+	return it, nil
+}
+
+// convert turns Kinesis records into user records, de-aggregating KPL aggregates and skipping
+// everything at or before skip. It returns the records and their total data size.
+func (r *shardReader) convert(in []types.Record, skip record.Position) ([]record.Record, int) {
+	out := make([]record.Record, 0, len(in))
+	bytes := 0
+	for _, kr := range in {
+		base := record.Record{
+			StreamName:                  r.streamName,
+			ShardID:                     r.shardID,
+			PartitionKey:                aws.ToString(kr.PartitionKey),
+			SequenceNumber:              aws.ToString(kr.SequenceNumber),
+			ApproximateArrivalTimestamp: aws.ToTime(kr.ApproximateArrivalTimestamp),
+		}
+		users, ok, err := kpl.Deaggregate(kr.Data)
+		if err != nil {
+			// Kept whole, never dropped: the raw aggregate goes on as one record.
+			r.log.Warn("KPL aggregate could not be de-aggregated; passing it on whole", "shard", r.shardID, "sequence", base.SequenceNumber, "error", err)
+			ok = false
+		}
+		if !ok {
+			if !skip.IsZero() && base.Position().Compare(skip) <= 0 {
+				continue
+			}
+			base.Data = kr.Data
+			bytes += len(kr.Data)
+			out = append(out, base)
+			continue
+		}
+		for i, u := range users {
+			rec := base
+			rec.SubSequenceNumber = int64(i)
+			rec.Aggregated = true
+			rec.PartitionKey = u.PartitionKey
+			rec.ExplicitHashKey = u.ExplicitHashKey
+			rec.Data = u.Data
+			if !skip.IsZero() && rec.Position().Compare(skip) <= 0 {
+				continue
+			}
+			bytes += len(u.Data)
+			out = append(out, rec)
+		}
+	}
+	return out, bytes
+}

@@ -1,0 +1,298 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/shardhose/shardhose/checkpoint"
+	"github.com/shardhose/shardhose/hooks"
+	"github.com/shardhose/shardhose/record"
+)
+
+// errLeaseGone is returned by heldLease once the lease was released or found lost.
+var errLeaseGone = errors.New("lease no longer held")
+
+// heldLease is this worker's copy of a lease it holds. Every write to the lease's row goes
+// through it, one at a time, so each carries the counter of the previous one (the fencing token).
+type heldLease struct {
+	mu    sync.Mutex
+	lease checkpoint.Lease
+	gone  bool
+}
+
+func (h *heldLease) renew(ctx context.Context, t LeaseTable) (claim string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone {
+		return "", errLeaseGone
+	}
+	l, err := t.Renew(ctx, h.lease)
+	if err != nil {
+		if errors.Is(err, checkpoint.ErrLeaseLost) {
+			h.gone = true
+		}
+		return "", err
+	}
+	h.lease = l
+	return l.ClaimRequest, nil
+}
+
+// checkpoint writes pos (or SHARD_END) if it is past what the row holds.
+func (h *heldLease) checkpoint(ctx context.Context, t LeaseTable, pos record.Position, shardEnd bool) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone {
+		return false, errLeaseGone
+	}
+	if !shardEnd && (pos.IsZero() || pos.Compare(h.lease.Checkpoint) <= 0) {
+		return false, nil
+	}
+	l, err := t.Checkpoint(ctx, h.lease, pos, shardEnd)
+	if err != nil {
+		if errors.Is(err, checkpoint.ErrLeaseLost) {
+			h.gone = true
+		}
+		return false, err
+	}
+	h.lease = l
+	return true, nil
+}
+
+func (h *heldLease) release(ctx context.Context, t LeaseTable) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone {
+		return errLeaseGone
+	}
+	h.gone = true
+	return t.Release(ctx, h.lease)
+}
+
+func (h *heldLease) current() checkpoint.Lease {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lease
+}
+
+// shardWorker reads one leased shard and hands its records to the sinks. Its reader stops when
+// the lease is lost (abandon), handed over or the process drains (stopReading, then finish), or
+// the shard ends (it then finishes on its own with a SHARD_END checkpoint).
+type shardWorker struct {
+	c       *Consumer
+	shardID string
+	lease   *heldLease
+	tracker *tracker
+	reader  *shardReader
+
+	ctx        context.Context // ends when the worker is abandoned
+	cancel     context.CancelFunc
+	readCancel context.CancelFunc
+	readerDone chan struct{}
+
+	stateMu  sync.Mutex
+	handing  bool // a hand-off or drain has begun
+	finished bool
+}
+
+func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID map[string]checkpoint.Lease) {
+	ctx, cancel := context.WithCancel(parent)
+	readCtx, readCancel := context.WithCancel(ctx)
+	w := &shardWorker{
+		c:          c,
+		shardID:    l.ShardID,
+		lease:      &heldLease{lease: l},
+		tracker:    newTracker(l.Checkpoint, c.opts.Batching.MaxInFlightRecords),
+		ctx:        ctx,
+		cancel:     cancel,
+		readCancel: readCancel,
+		readerDone: make(chan struct{}),
+		reader: &shardReader{
+			api:          c.opts.Kinesis,
+			streamName:   c.streamName,
+			streamARN:    c.streamARN,
+			shardID:      l.ShardID,
+			clock:        c.opts.Clock,
+			log:          c.log,
+			hooks:        c.opts.Hooks,
+			pollInterval: c.opts.Stream.PollInterval,
+			limit:        int32(c.opts.Stream.MaxRecordsPerRead),
+			backoff:      c.readPolicy,
+		},
+	}
+	start := startPosition{after: l.Checkpoint}
+	if l.Checkpoint.IsZero() {
+		if len(l.ParentShardIDs) > 0 {
+			// A child of a reshard starts at its beginning: its parents were read to their end.
+			start.iteratorType = types.ShardIteratorTypeTrimHorizon
+		} else {
+			start.iteratorType = types.ShardIteratorType(c.opts.Stream.StartingPosition)
+			if start.iteratorType == types.ShardIteratorTypeAtTimestamp {
+				ts := c.opts.Stream.StartingPositionTimestamp
+				start.timestamp = time.Unix(0, int64(ts*float64(time.Second)))
+			}
+		}
+	}
+	c.mu.Lock()
+	c.workers[l.ShardID] = w
+	c.mu.Unlock()
+	c.log.Info("took lease; reading shard", "shard", l.ShardID, "checkpoint", l.Checkpoint.String(), "start", string(start.iteratorType), "counter", l.Counter)
+	hooks.Each(c.opts.Hooks, func(h hooks.LeaseChanged) { h.OnLeaseTaken(l.ShardID) })
+
+	go w.checkpointLoop()
+	go w.read(readCtx, start)
+}
+
+func (w *shardWorker) read(ctx context.Context, start startPosition) {
+	defer close(w.readerDone)
+	ended, err := w.reader.run(ctx, start, w.dispatch)
+	if ended {
+		w.finishShardEnd()
+		return
+	}
+	if err != nil && ctx.Err() == nil {
+		w.c.log.Error("shard reader stopped", "shard", w.shardID, "error", err)
+		w.c.post(workerEvent{w.shardID, "failed: " + err.Error()})
+	}
+}
+
+// dispatch hands one GetRecords result to every sink, in batches of at most batch_size records.
+// It blocks while the shard's in-flight cap is reached or a sink's buffers are full.
+func (w *shardWorker) dispatch(ctx context.Context, recs []record.Record) error {
+	size := w.c.opts.Batching.BatchSize
+	if size <= 0 {
+		size = len(recs)
+	}
+	for len(recs) > 0 {
+		n := min(size, len(recs))
+		batch := recs[:n:n]
+		recs = recs[n:]
+		newest := batch[len(batch)-1].ApproximateArrivalTimestamp
+		age := w.c.opts.Clock.Now().Sub(newest)
+		hooks.Each(w.c.opts.Hooks, func(h hooks.IteratorAge) { h.OnIteratorAge(w.c.streamName, w.shardID, age) })
+
+		tk, err := w.tracker.add(ctx, batch[len(batch)-1].Position(), len(batch), len(w.c.opts.Sinks))
+		if err != nil {
+			return err
+		}
+		for _, s := range w.c.opts.Sinks {
+			if err := s.Write(ctx, batch, tk.ack); err != nil {
+				return fmt.Errorf("write to sink %s: %w", s.Name(), err)
+			}
+		}
+		w.c.log.Debug("records handed to sinks", "shard", w.shardID, "records", len(batch), "last", batch[len(batch)-1].Position().String())
+	}
+	return nil
+}
+
+// checkpointLoop writes the safe position every checkpoint interval while the worker runs.
+func (w *shardWorker) checkpointLoop() {
+	interval := w.c.opts.Leases.CheckpointInterval
+	t := w.c.opts.Clock.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-t.C():
+		}
+		w.writeCheckpoint(w.ctx)
+		t.Reset(interval)
+	}
+}
+
+func (w *shardWorker) writeCheckpoint(ctx context.Context) {
+	pos := w.tracker.safePosition()
+	wrote, err := w.lease.checkpoint(ctx, w.c.opts.Table, pos, false)
+	switch {
+	case errors.Is(err, checkpoint.ErrLeaseLost):
+		w.c.log.Warn("checkpoint refused: the lease is held by another worker now; stopping the shard", "shard", w.shardID)
+		w.c.post(workerEvent{w.shardID, "lease lost"})
+	case errors.Is(err, errLeaseGone):
+	case err != nil:
+		if ctx.Err() == nil {
+			w.c.log.Warn("checkpoint failed; will retry", "shard", w.shardID, "error", err)
+		}
+	case wrote:
+		w.c.log.Debug("checkpointed", "shard", w.shardID, "position", pos.String())
+		hooks.Each(w.c.opts.Hooks, func(h hooks.Checkpointed) {
+			h.OnCheckpoint(w.c.streamName, w.shardID, pos.SequenceNumber, pos.SubSequenceNumber)
+		})
+	}
+}
+
+// finishShardEnd runs when the reader reached the end of a closed shard: once every record is
+// delivered, write SHARD_END (which lets the children start) and release the lease.
+func (w *shardWorker) finishShardEnd() {
+	if err := w.tracker.waitDrained(w.ctx); err != nil {
+		return // abandoned or stopping: the next owner reads the rest again
+	}
+	w.writeCheckpoint(w.ctx)
+	if _, err := w.lease.checkpoint(w.ctx, w.c.opts.Table, record.Position{}, true); err != nil {
+		if !errors.Is(err, errLeaseGone) {
+			w.c.log.Warn("writing SHARD_END failed; the shard will be read again to its end", "shard", w.shardID, "error", err)
+		}
+		w.c.post(workerEvent{w.shardID, "failed at shard end"})
+		return
+	}
+	if err := w.lease.release(w.ctx, w.c.opts.Table); err != nil && !errors.Is(err, errLeaseGone) {
+		w.c.log.Warn("releasing a finished shard's lease failed", "shard", w.shardID, "error", err)
+	}
+	w.c.log.Info("shard read to its end", "shard", w.shardID)
+	w.c.post(workerEvent{w.shardID, "shard end"})
+}
+
+// startHandOff marks the worker as leaving; it reports false if it already is.
+func (w *shardWorker) startHandOff() bool {
+	w.stateMu.Lock()
+	defer w.stateMu.Unlock()
+	if w.handing || w.finished {
+		return false
+	}
+	w.handing = true
+	return true
+}
+
+func (w *shardWorker) stopReading() {
+	w.stateMu.Lock()
+	w.handing = true
+	w.stateMu.Unlock()
+	w.readCancel()
+}
+
+func (w *shardWorker) waitReader(ctx context.Context) {
+	select {
+	case <-w.readerDone:
+	case <-ctx.Done():
+	}
+}
+
+// finish waits (until waitCtx ends) for every record read to be delivered, then writes the final
+// checkpoint and releases the lease using writeCtx. It returns how many records were left
+// undelivered.
+func (w *shardWorker) finish(waitCtx, writeCtx context.Context, reason string) int {
+	_ = w.tracker.waitDrained(waitCtx)
+	_, left := w.tracker.pending()
+	w.writeCheckpoint(writeCtx)
+	if err := w.lease.release(writeCtx, w.c.opts.Table); err != nil && !errors.Is(err, errLeaseGone) {
+		w.c.log.Warn("releasing the lease failed; others take it when it expires", "shard", w.shardID, "error", err)
+	}
+	w.stateMu.Lock()
+	w.finished = true
+	w.stateMu.Unlock()
+	w.cancel()
+	w.c.log.Info("released lease", "shard", w.shardID, "reason", reason, "checkpoint", w.lease.current().Checkpoint.String(), "undelivered", left)
+	return left
+}
+
+// abandon stops the worker without writing anything more to its lease.
+func (w *shardWorker) abandon(reason string) {
+	w.stateMu.Lock()
+	w.finished = true
+	w.stateMu.Unlock()
+	w.cancel()
+}

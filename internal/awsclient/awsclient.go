@@ -1,0 +1,176 @@
+// Package awsclient turns the aws section of the configuration into AWS SDK clients: one
+// aws.Config (region, credentials, an HTTP client with bounded dial and header timeouts, a
+// bounded retryer), and per-service clients pointed at the configured endpoints.
+//
+// The SDK's own retries are kept short on purpose: the callers (consumer, lease manager, sinks)
+// retry with their own policy under their own context, so an SDK call either succeeds or returns
+// within a few seconds with an error the caller classifies.
+package awsclient
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/shardhose/shardhose/config"
+)
+
+// Service names accepted by Endpoint; they are the keys of aws.endpoints. Endpoint also accepts
+// the SDK's ServiceID spelling (kinesis.ServiceID is "Kinesis"), compared without case.
+const (
+	ServiceKinesis  = "kinesis"
+	ServiceDynamoDB = "dynamodb"
+	ServiceS3       = "s3"
+	ServiceSQS      = "sqs"
+	ServiceSNS      = "sns"
+	ServiceFirehose = "firehose"
+	ServiceLambda   = "lambda"
+)
+
+// HTTP and retry limits of every client.
+const (
+	// DialTimeout bounds connecting to an endpoint (TCP, not TLS).
+	DialTimeout = 5 * time.Second
+	// TLSHandshakeTimeout bounds the TLS handshake after connecting.
+	TLSHandshakeTimeout = 10 * time.Second
+	// ResponseHeaderTimeout bounds the wait for a response's headers once the request, body
+	// included, is sent; it keeps a hung server from holding a call that has no deadline.
+	ResponseHeaderTimeout = time.Minute
+	// MaxIdleConnsPerHost keeps connections for many shards polling one endpoint at once.
+	MaxIdleConnsPerHost = 64
+	// MaxAttempts is how many times the SDK tries one call (the first try included).
+	MaxAttempts = 3
+	// MaxBackoff caps the SDK's wait between its attempts.
+	MaxBackoff = 5 * time.Second
+)
+
+// Endpoint returns the endpoint URL for service: aws.endpoints.<service> when set, else
+// aws.endpoint, else "" (the SDK resolves the real AWS endpoint of the region). Service is one of
+// the Service* names or the SDK's ServiceID; an unknown service gets aws.endpoint.
+func Endpoint(cfg config.AWS, service string) string {
+	var specific string
+	e := cfg.Endpoints
+	switch strings.ToLower(service) {
+	case ServiceKinesis:
+		specific = e.Kinesis
+	case ServiceDynamoDB:
+		specific = e.DynamoDB
+	case ServiceS3:
+		specific = e.S3
+	case ServiceSQS:
+		specific = e.SQS
+	case ServiceSNS:
+		specific = e.SNS
+	case ServiceFirehose:
+		specific = e.Firehose
+	case ServiceLambda:
+		specific = e.Lambda
+	}
+	if specific != "" {
+		return specific
+	}
+	return cfg.Endpoint
+}
+
+// Load builds the aws.Config shared by every client: the region, the credentials
+// (aws.credentials.source "static" uses the configured keys, "default" the SDK's chain), an HTTP
+// client with the timeouts above, and a standard retryer of MaxAttempts attempts without the
+// client-side retry quota (which, once drained by an outage, fails calls that were never tried).
+// It does no network I/O for static credentials; the default chain may read files and, on EC2,
+// the instance metadata service, within ctx.
+func Load(ctx context.Context, cfg config.AWS) (aws.Config, error) {
+	httpClient := awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) {
+			d.Timeout = DialTimeout
+			d.KeepAlive = 30 * time.Second
+		}).
+		WithTransportOptions(func(t *http.Transport) {
+			t.TLSHandshakeTimeout = TLSHandshakeTimeout
+			t.ResponseHeaderTimeout = ResponseHeaderTimeout
+			t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+		})
+
+	opts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRegion(cfg.Region),
+		awsconfig.WithHTTPClient(httpClient),
+		awsconfig.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = MaxAttempts
+				o.MaxBackoff = MaxBackoff
+				o.RateLimiter = ratelimit.None
+			})
+		}),
+	}
+	switch c := cfg.Credentials; c.Source {
+	case "static":
+		if c.AccessKeyID == "" || c.SecretAccessKey == "" {
+			return aws.Config{}, fmt.Errorf("aws.credentials: static credentials need access_key_id and secret_access_key")
+		}
+		opts = append(opts, awsconfig.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)))
+	case "default", "":
+	default:
+		return aws.Config{}, fmt.Errorf("aws.credentials.source %q: use default or static", c.Source)
+	}
+
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS SDK configuration: %w", err)
+	}
+	return awsCfg, nil
+}
+
+// setEndpoint sets *base to service's endpoint when one is configured, and leaves it alone
+// otherwise, so an endpoint the SDK took from its own settings (AWS_ENDPOINT_URL_KINESIS, the
+// shared config file) still applies when the configuration names none.
+func setEndpoint(base **string, cfg config.AWS, service string) {
+	if ep := Endpoint(cfg, service); ep != "" {
+		*base = aws.String(ep)
+	}
+}
+
+// Kinesis returns a Kinesis client on awsCfg, at Endpoint(cfg, "kinesis") when set, else where
+// the SDK's own settings put it.
+func Kinesis(awsCfg aws.Config, cfg config.AWS) *kinesis.Client {
+	return kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
+		setEndpoint(&o.BaseEndpoint, cfg, ServiceKinesis)
+	})
+}
+
+// DynamoDB returns a DynamoDB client on awsCfg, at Endpoint(cfg, "dynamodb") when set.
+func DynamoDB(awsCfg aws.Config, cfg config.AWS) *dynamodb.Client {
+	return dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		setEndpoint(&o.BaseEndpoint, cfg, ServiceDynamoDB)
+	})
+}
+
+// S3 returns an S3 client on awsCfg, at Endpoint(cfg, "s3") when set. It addresses buckets
+// path-style (http://host/bucket) when aws.s3_use_path_style is true or an S3 endpoint is
+// configured (emulators rarely serve bucket subdomains), and virtual-hosted style otherwise.
+func S3(awsCfg aws.Config, cfg config.AWS) *s3.Client {
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		setEndpoint(&o.BaseEndpoint, cfg, ServiceS3)
+		o.UsePathStyle = cfg.S3UsePathStyle || Endpoint(cfg, ServiceS3) != ""
+	})
+}
+
+// SQS returns an SQS client on awsCfg, at Endpoint(cfg, "sqs") when set.
+func SQS(awsCfg aws.Config, cfg config.AWS) *sqs.Client {
+	return sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
+		setEndpoint(&o.BaseEndpoint, cfg, ServiceSQS)
+	})
+}
