@@ -42,6 +42,7 @@ type LeaseTable interface {
 }
 
 // Options are what a Consumer is made of. Kinesis, Table and at least one sink are required.
+// NewPipeline, when nil, is DeliverToSinks(Sinks).
 type Options struct {
 	WorkerID string
 	Stream   config.Stream
@@ -50,9 +51,12 @@ type Options struct {
 	Kinesis  KinesisAPI
 	Table    LeaseTable
 	Sinks    []sinks.Sink
-	Clock    clock.Clock
-	Logger   *slog.Logger
-	Hooks    hooks.Set
+	// NewPipeline makes the pipeline each shard's batches go through (processing, delivery, dead
+	// letters). The sinks are flushed and closed by the consumer on shutdown either way.
+	NewPipeline PipelineFactory
+	Clock       clock.Clock
+	Logger      *slog.Logger
+	Hooks       hooks.Set
 }
 
 // StartupError is returned by Run when the consumer cannot start: the stream or the lease table is
@@ -115,6 +119,9 @@ func New(opts Options) (*Consumer, error) {
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real()
+	}
+	if opts.NewPipeline == nil {
+		opts.NewPipeline = DeliverToSinks(opts.Sinks)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -83,11 +82,12 @@ func (h *heldLease) current() checkpoint.Lease {
 // the lease is lost (abandon), handed over or the process drains (stopReading, then finish), or
 // the shard ends (it then finishes on its own with a SHARD_END checkpoint).
 type shardWorker struct {
-	c       *Consumer
-	shardID string
-	lease   *heldLease
-	tracker *tracker
-	reader  *shardReader
+	c        *Consumer
+	shardID  string
+	lease    *heldLease
+	tracker  *tracker
+	reader   *shardReader
+	pipeline Pipeline
 
 	ctx        context.Context // ends when the worker is abandoned
 	cancel     context.CancelFunc
@@ -107,6 +107,7 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 		shardID:    l.ShardID,
 		lease:      &heldLease{lease: l},
 		tracker:    newTracker(l.Checkpoint, c.opts.Batching.MaxInFlightRecords),
+		pipeline:   c.opts.NewPipeline(l.ShardID),
 		ctx:        ctx,
 		cancel:     cancel,
 		readCancel: readCancel,
@@ -149,6 +150,7 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 
 func (w *shardWorker) read(ctx context.Context, start startPosition) {
 	defer close(w.readerDone)
+	defer w.pipeline.Close()
 	ended, err := w.reader.run(ctx, start, w.dispatch)
 	if ended {
 		w.finishShardEnd()
@@ -160,8 +162,8 @@ func (w *shardWorker) read(ctx context.Context, start startPosition) {
 	}
 }
 
-// dispatch hands one GetRecords result to every sink, in batches of at most batch_size records.
-// It blocks while the shard's in-flight cap is reached or a sink's buffers are full.
+// dispatch hands one GetRecords result to the shard's pipeline, in batches of at most batch_size
+// records. It blocks while the shard's in-flight cap is reached or the pipeline is full.
 func (w *shardWorker) dispatch(ctx context.Context, recs []record.Record) error {
 	size := w.c.opts.Batching.BatchSize
 	if size <= 0 {
@@ -175,16 +177,14 @@ func (w *shardWorker) dispatch(ctx context.Context, recs []record.Record) error 
 		age := w.c.opts.Clock.Now().Sub(newest)
 		hooks.Each(w.c.opts.Hooks, func(h hooks.IteratorAge) { h.OnIteratorAge(w.c.streamName, w.shardID, age) })
 
-		tk, err := w.tracker.add(ctx, batch[len(batch)-1].Position(), len(batch), len(w.c.opts.Sinks))
+		tk, err := w.tracker.add(ctx, batch[len(batch)-1].Position(), len(batch), 1)
 		if err != nil {
 			return err
 		}
-		for _, s := range w.c.opts.Sinks {
-			if err := s.Write(ctx, batch, tk.ack); err != nil {
-				return fmt.Errorf("write to sink %s: %w", s.Name(), err)
-			}
+		if err := w.pipeline.Handle(ctx, batch, tk.ack); err != nil {
+			return err
 		}
-		w.c.log.Debug("records handed to sinks", "shard", w.shardID, "records", len(batch), "last", batch[len(batch)-1].Position().String())
+		w.c.log.Debug("records handed on", "shard", w.shardID, "records", len(batch), "last", batch[len(batch)-1].Position().String())
 	}
 	return nil
 }

@@ -200,7 +200,7 @@ func (d *daemon) handedToSinks() int {
 			Msg     string `json:"msg"`
 			Records int    `json:"records"`
 		}
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "records handed to sinks" {
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "records handed on" {
 			n += line.Records
 		}
 	}

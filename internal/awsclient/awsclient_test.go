@@ -241,13 +241,19 @@ func TestS3RequestGoesToTheEndpoint(t *testing.T) {
 func TestCallsEndWithTheirContext(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
+	testDone := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		calls++
 		mu.Unlock()
-		<-r.Context().Done()
+		_, _ = io.Copy(io.Discard, r.Body) // the server notices a closed connection only after the body
+		select {
+		case <-r.Context().Done():
+		case <-testDone:
+		}
 	}))
 	defer srv.Close()
+	defer close(testDone) // runs before srv.Close, which waits for handlers
 	c := staticAWS()
 	c.Endpoint = srv.URL
 	awsCfg, err := Load(t.Context(), c)

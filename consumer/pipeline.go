@@ -1,0 +1,67 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/shardhose/shardhose/record"
+	"github.com/shardhose/shardhose/sinks"
+)
+
+// Pipeline sees the batches of one shard through once they are read: processing, delivery to
+// the sinks, dead letters. The consumer makes one per shard it reads (Options.NewPipeline) and
+// calls Handle with that shard's batches in read order, one call at a time.
+//
+// Contract:
+//   - Handle may return before the batch is finished. It calls done exactly once, when every
+//     record of the batch has been delivered to every sink it goes to, or filtered, dropped, or
+//     written as a dead letter; never earlier. A batch that never finishes (the process stops
+//     first) never calls done, and the shard's checkpoint stays before it.
+//   - Handle blocks while the pipeline is full (backpressure), and returns early only with ctx's
+//     error, after which the shard stops.
+//   - Close is called once the consumer stops reading the shard, after its last Handle returned.
+//     It releases per-shard resources; batches still in flight may go on finishing.
+type Pipeline interface {
+	Handle(ctx context.Context, batch []record.Record, done func()) error
+	Close()
+}
+
+// PipelineFactory makes the Pipeline of one shard.
+type PipelineFactory func(shardID string) Pipeline
+
+// DeliverToSinks returns the PipelineFactory that hands every batch, unchanged, to every sink:
+// done is called once all of them have acknowledged it.
+func DeliverToSinks(s []sinks.Sink) PipelineFactory {
+	return func(string) Pipeline { return fanout(s) }
+}
+
+type fanout []sinks.Sink
+
+func (f fanout) Handle(ctx context.Context, batch []record.Record, done func()) error {
+	return WriteToSinks(ctx, f, batch, done)
+}
+
+func (f fanout) Close() {}
+
+// WriteToSinks writes records to every sink and calls done once all of them have acknowledged
+// the write. With no records (or no sinks) done is called at once.
+func WriteToSinks(ctx context.Context, to []sinks.Sink, records []record.Record, done func()) error {
+	if len(records) == 0 || len(to) == 0 {
+		done()
+		return nil
+	}
+	var left atomic.Int32
+	left.Store(int32(len(to)))
+	ack := func() {
+		if left.Add(-1) == 0 {
+			done()
+		}
+	}
+	for _, s := range to {
+		if err := s.Write(ctx, records, ack); err != nil {
+			return fmt.Errorf("write to sink %s: %w", s.Name(), err)
+		}
+	}
+	return nil
+}
