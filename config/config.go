@@ -15,6 +15,7 @@ type Config struct {
 	Stream     Stream     `koanf:"stream"`
 	Leases     Leases     `koanf:"leases"`
 	Batching   Batching   `koanf:"batching"`
+	Processing Processing `koanf:"processing"`
 	Sinks      []Sink     `koanf:"sinks"`
 	DeadLetter DeadLetter `koanf:"dead_letter"`
 	Shutdown   Shutdown   `koanf:"shutdown"`
@@ -54,6 +55,7 @@ type Credentials struct {
 }
 
 // Stream names the Kinesis stream to consume and where to start on a shard with no checkpoint.
+// Name, ARN or both (agreeing) must be set; StreamName returns the name either way.
 type Stream struct {
 	Name string `koanf:"name"`
 	ARN  string `koanf:"arn"`
@@ -62,7 +64,7 @@ type Stream struct {
 	// StartingPositionTimestamp is Unix seconds, used with AT_TIMESTAMP.
 	StartingPositionTimestamp float64 `koanf:"starting_position_timestamp"`
 	// PollInterval is the wait between GetRecords calls on a shard that returned nothing new
-	// (Kinesis allows 5 calls per shard per second).
+	// (Kinesis allows 5 calls per shard per second), MinPollInterval to MaxPollInterval.
 	PollInterval time.Duration `koanf:"poll_interval"`
 	// MaxRecordsPerRead is GetRecords' Limit (1 to 10,000).
 	MaxRecordsPerRead int `koanf:"max_records_per_read"`
@@ -70,11 +72,13 @@ type Stream struct {
 
 // Leases configures the DynamoDB lease table that spreads shards over workers.
 type Leases struct {
-	Table    string `koanf:"table"`
+	Table string `koanf:"table"`
+	// WorkerID names this worker in the table; ApplyDerivedDefaults (called by Load) fills an
+	// empty one with "<hostname>-<pid>".
 	WorkerID string `koanf:"worker_id"`
 	// LeaseDuration is how long a lease's counter may stay unchanged before others take it.
 	LeaseDuration time.Duration `koanf:"lease_duration"`
-	// RenewInterval is how often an owner renews its leases; well under LeaseDuration.
+	// RenewInterval is how often an owner renews its leases; at most half of LeaseDuration.
 	RenewInterval time.Duration `koanf:"renew_interval"`
 	// ShardSyncInterval is how often the shard list and the lease table are read again.
 	ShardSyncInterval time.Duration `koanf:"shard_sync_interval"`
@@ -94,10 +98,18 @@ type Batching struct {
 }
 
 // Sink is one destination: a name (used in logs and object names) and a type with its section.
+// Only the section named by Type is used; S3 is nil when the entry has no s3 section, and when
+// it has one, Load starts it from S3Defaults.
+//
+// Each section's type, defaults and rules live in its own file (sink_<type>.go).
 type Sink struct {
-	Name string  `koanf:"name"`
-	Type string  `koanf:"type"` // "s3"
-	S3   *S3Sink `koanf:"s3"`
+	Name       string          `koanf:"name"`
+	Type       string          `koanf:"type"`
+	S3         *S3Sink         `koanf:"s3"`
+	HTTP       *HTTPSink       `koanf:"http"`
+	OpenSearch *OpenSearchSink `koanf:"opensearch"`
+	Firehose   *FirehoseSink   `koanf:"firehose"`
+	File       *FileSink       `koanf:"file"`
 }
 
 // S3Sink is a Firehose-style S3 destination.
@@ -130,11 +142,6 @@ type Retry struct {
 	InitialBackoff time.Duration `koanf:"initial_backoff"`
 	MaxBackoff     time.Duration `koanf:"max_backoff"`
 	MaxElapsed     time.Duration `koanf:"max_elapsed"`
-}
-
-// DeadLetter is where records given up on go. Empty Type means none is configured.
-type DeadLetter struct {
-	Type string `koanf:"type"`
 }
 
 // Shutdown bounds the drain on SIGTERM.

@@ -166,11 +166,29 @@ func sinkShells(raw any) []Sink {
 	}
 	out := make([]Sink, len(list))
 	for i, e := range list {
-		if m, ok := e.(map[string]any); ok {
-			if _, has := m["s3"]; has {
-				d := S3Defaults()
-				out[i].S3 = &d
-			}
+		m, ok := e.(map[string]any)
+		if !ok {
+			continue
+		}
+		if _, has := m["s3"]; has {
+			d := S3Defaults()
+			out[i].S3 = &d
+		}
+		if _, has := m["http"]; has {
+			d := HTTPDefaults()
+			out[i].HTTP = &d
+		}
+		if _, has := m["opensearch"]; has {
+			d := OpenSearchDefaults()
+			out[i].OpenSearch = &d
+		}
+		if _, has := m["firehose"]; has {
+			d := FirehoseDefaults()
+			out[i].Firehose = &d
+		}
+		if _, has := m["file"]; has {
+			d := FileDefaults()
+			out[i].File = &d
 		}
 	}
 	return out

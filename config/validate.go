@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -137,10 +138,9 @@ func (c *Config) Validate() error {
 	v.stream(c.Stream, c.AWS.Region)
 	v.leases(c.Leases)
 	v.batching(c.Batching)
+	v.processing(c.Processing)
 	v.sinks(c.Sinks)
-	if c.DeadLetter.Type != "" {
-		v.add("dead_letter.type", strconv.Quote(c.DeadLetter.Type), `is not allowed: only "" (no dead-letter destination) is accepted`)
-	}
+	v.deadLetter(c.DeadLetter)
 	v.durationMin("shutdown.drain_timeout", c.Shutdown.DrainTimeout, time.Nanosecond)
 	v.oneOf("log.format", c.Log.Format, logFormats)
 	v.oneOf("log.level", c.Log.Level, logLevels)
@@ -365,13 +365,49 @@ func (v *checker) sinks(sinks []Sink) {
 			}
 		}
 		v.oneOf(p+".type", s.Type, sinkTypes)
-		if s.Type == "s3" {
-			if s.S3 == nil {
-				v.missing(p+".s3", "a sink of type s3 needs an s3 section with at least its bucket")
-			} else {
-				v.s3(p+".s3", *s.S3)
-			}
+		v.sinkSection(p, s)
+	}
+}
+
+// sinkSection checks the section of the sink's type, and that no other type's section is set.
+func (v *checker) sinkSection(p string, s Sink) {
+	sections := map[string]bool{"s3": s.S3 != nil, "http": s.HTTP != nil, "opensearch": s.OpenSearch != nil, "firehose": s.Firehose != nil, "file": s.File != nil}
+	for name, set := range sections {
+		if set && name != s.Type && slices.Contains(sinkTypes, s.Type) {
+			v.add(p+"."+name, "", fmt.Sprintf("is set but the sink's type is %q: remove it or change the type", s.Type))
 		}
+	}
+	switch s.Type {
+	case "s3":
+		if s.S3 == nil {
+			v.missing(p+".s3", "a sink of type s3 needs an s3 section with at least its bucket")
+			return
+		}
+		v.s3(p+".s3", *s.S3)
+	case "http":
+		if s.HTTP == nil {
+			v.missing(p+".http", "a sink of type http needs an http section with at least its url")
+			return
+		}
+		v.sinkHTTP(p+".http", *s.HTTP)
+	case "opensearch":
+		if s.OpenSearch == nil {
+			v.missing(p+".opensearch", "a sink of type opensearch needs an opensearch section")
+			return
+		}
+		v.sinkOpenSearch(p+".opensearch", *s.OpenSearch)
+	case "firehose":
+		if s.Firehose == nil {
+			v.missing(p+".firehose", "a sink of type firehose needs a firehose section with its delivery stream")
+			return
+		}
+		v.sinkFirehose(p+".firehose", *s.Firehose)
+	case "file":
+		if s.File == nil {
+			d := FileDefaults()
+			s.File = &d
+		}
+		v.sinkFile(p+".file", *s.File)
 	}
 }
 

@@ -25,6 +25,9 @@ type Record struct {
 	Data       []byte
 	// ApproximateArrivalTimestamp is when Kinesis accepted the record (millisecond precision).
 	ApproximateArrivalTimestamp time.Time
+	// PartitionKeys are the dynamic-partitioning keys a Firehose-contract transform returned in
+	// metadata.partitionKeys (read by the S3 prefix expression !{partitionKeyFromLambda:key}).
+	PartitionKeys map[string]string
 }
 
 // Position returns where the record stands in its shard.

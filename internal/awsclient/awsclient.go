@@ -160,11 +160,14 @@ func DynamoDB(awsCfg aws.Config, cfg config.AWS) *dynamodb.Client {
 
 // S3 returns an S3 client on awsCfg, at Endpoint(cfg, "s3") when set. It addresses buckets
 // path-style (http://host/bucket) when aws.s3_use_path_style is true or an S3 endpoint is
-// configured (emulators rarely serve bucket subdomains), and virtual-hosted style otherwise.
+// configured (emulators rarely serve bucket subdomains), and virtual-hosted style otherwise. It
+// does not print the SDK's notice about responses without a checksum.
 func S3(awsCfg aws.Config, cfg config.AWS) *s3.Client {
 	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		setEndpoint(&o.BaseEndpoint, cfg, ServiceS3)
 		o.UsePathStyle = cfg.S3UsePathStyle || Endpoint(cfg, ServiceS3) != ""
+		// Emulators send no response checksums; the SDK would print a line for every GetObject.
+		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 }
 
