@@ -28,7 +28,9 @@ var ErrClosed = errors.New("sink is closed")
 //     goroutine and must not block the sink for long; it is never called while Write holds a lock
 //     the caller needs.
 //   - Write blocks while the sink's bounded buffers are full (backpressure), and returns early only
-//     with ctx's error or ErrClosed; on such an error the sink keeps nothing of the call.
+//     with ctx's error or ErrClosed; on such an error done is never called for that Write (records
+//     of it already buffered may still be delivered: a duplicate at worst, never a loss).
+//   - The same records may be handed to several sinks: a sink must not modify them.
 //   - Records of one Write keep their order in the destination. Writes from different goroutines
 //     may interleave.
 //   - All methods are safe for concurrent use.
