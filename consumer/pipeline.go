@@ -27,13 +27,15 @@ type Pipeline interface {
 	Close()
 }
 
-// PipelineFactory makes the Pipeline of one shard.
-type PipelineFactory func(shardID string) Pipeline
+// PipelineFactory makes the Pipeline of one shard. ctx ends when the consumer stops reading the
+// shard for good (after a graceful finish, or at once when the lease is lost or on a hard stop):
+// work still under way for the shard should end with it.
+type PipelineFactory func(ctx context.Context, shardID string) Pipeline
 
 // DeliverToSinks returns the PipelineFactory that hands every batch, unchanged, to every sink:
 // done is called once all of them have acknowledged it.
 func DeliverToSinks(s []sinks.Sink) PipelineFactory {
-	return func(string) Pipeline { return fanout(s) }
+	return func(context.Context, string) Pipeline { return fanout(s) }
 }
 
 type fanout []sinks.Sink

@@ -112,10 +112,10 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 			last := out.Records[n-1]
 			done = record.Position{SequenceNumber: aws.ToString(last.SequenceNumber), SubSequenceNumber: math.MaxInt64}
 		}
-		if len(recs) > 0 {
-			if err := emit(ctx, recs); err != nil {
-				return false, err
-			}
+		// emit is called after every read, with or without records, so that a batching window
+		// can close on time while the shard is quiet.
+		if err := emit(ctx, recs); err != nil {
+			return false, err
 		}
 		if out.NextShardIterator == nil {
 			return true, nil

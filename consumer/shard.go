@@ -89,6 +89,10 @@ type shardWorker struct {
 	reader   *shardReader
 	pipeline Pipeline
 
+	// gathered holds records waiting for the batching window; only the reader goroutine uses it.
+	gathered      []record.Record
+	gatheredSince time.Time
+
 	ctx        context.Context // ends when the worker is abandoned
 	cancel     context.CancelFunc
 	readCancel context.CancelFunc
@@ -107,7 +111,7 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 		shardID:    l.ShardID,
 		lease:      &heldLease{lease: l},
 		tracker:    newTracker(l.Checkpoint, c.opts.Batching.MaxInFlightRecords),
-		pipeline:   c.opts.NewPipeline(l.ShardID),
+		pipeline:   c.opts.NewPipeline(ctx, l.ShardID),
 		ctx:        ctx,
 		cancel:     cancel,
 		readCancel: readCancel,
@@ -153,6 +157,9 @@ func (w *shardWorker) read(ctx context.Context, start startPosition) {
 	defer w.pipeline.Close()
 	ended, err := w.reader.run(ctx, start, w.dispatch)
 	if ended {
+		if err := w.flushGathered(ctx); err != nil {
+			return
+		}
 		w.finishShardEnd()
 		return
 	}
@@ -162,30 +169,64 @@ func (w *shardWorker) read(ctx context.Context, start startPosition) {
 	}
 }
 
-// dispatch hands one GetRecords result to the shard's pipeline, in batches of at most batch_size
-// records. It blocks while the shard's in-flight cap is reached or the pipeline is full.
+// dispatch hands records read from the shard to its pipeline in batches of at most batch_size
+// records. With a batching window (Lambda's MaximumBatchingWindowInSeconds), records are gathered
+// until a batch is full or the window has passed since the oldest gathered record was read; the
+// reader calls dispatch after every read, empty or not, so the window closes on time. It blocks
+// while the shard's in-flight cap is reached or the pipeline is full.
 func (w *shardWorker) dispatch(ctx context.Context, recs []record.Record) error {
 	size := w.c.opts.Batching.BatchSize
 	if size <= 0 {
-		size = len(recs)
+		size = max(len(recs), 1)
 	}
-	for len(recs) > 0 {
-		n := min(size, len(recs))
-		batch := recs[:n:n]
-		recs = recs[n:]
-		newest := batch[len(batch)-1].ApproximateArrivalTimestamp
-		age := w.c.opts.Clock.Now().Sub(newest)
-		hooks.Each(w.c.opts.Hooks, func(h hooks.IteratorAge) { h.OnIteratorAge(w.c.streamName, w.shardID, age) })
+	window := time.Duration(w.c.opts.Batching.MaximumBatchingWindowInSeconds) * time.Second
+	now := w.c.opts.Clock.Now()
+	if len(recs) > 0 {
+		if len(w.gathered) == 0 {
+			w.gatheredSince = now
+		}
+		w.gathered = append(w.gathered, recs...)
+	}
+	for len(w.gathered) >= size {
+		if err := w.handOn(ctx, w.gathered[:size:size]); err != nil {
+			return err
+		}
+		w.gathered = w.gathered[size:]
+		w.gatheredSince = now
+	}
+	if len(w.gathered) > 0 && now.Sub(w.gatheredSince) >= window {
+		if err := w.handOn(ctx, w.gathered); err != nil {
+			return err
+		}
+		w.gathered = nil
+	}
+	return nil
+}
 
-		tk, err := w.tracker.add(ctx, batch[len(batch)-1].Position(), len(batch), 1)
-		if err != nil {
-			return err
-		}
-		if err := w.pipeline.Handle(ctx, batch, tk.ack); err != nil {
-			return err
-		}
-		w.c.log.Debug("records handed on", "shard", w.shardID, "records", len(batch), "last", batch[len(batch)-1].Position().String())
+// flushGathered hands on what the batching window still holds (at the end of a shard).
+func (w *shardWorker) flushGathered(ctx context.Context) error {
+	if len(w.gathered) == 0 {
+		return nil
 	}
+	err := w.handOn(ctx, w.gathered)
+	w.gathered = nil
+	return err
+}
+
+// handOn registers one batch with the tracker and gives it to the pipeline.
+func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
+	newest := batch[len(batch)-1].ApproximateArrivalTimestamp
+	age := w.c.opts.Clock.Now().Sub(newest)
+	hooks.Each(w.c.opts.Hooks, func(h hooks.IteratorAge) { h.OnIteratorAge(w.c.streamName, w.shardID, age) })
+
+	tk, err := w.tracker.add(ctx, batch[len(batch)-1].Position(), len(batch), 1)
+	if err != nil {
+		return err
+	}
+	if err := w.pipeline.Handle(ctx, batch, tk.ack); err != nil {
+		return err
+	}
+	w.c.log.Debug("records handed on", "shard", w.shardID, "records", len(batch), "last", batch[len(batch)-1].Position().String())
 	return nil
 }
 
