@@ -196,8 +196,10 @@ func (r *shardReader) convert(in []types.Record, skip record.Position) ([]record
 		}
 		users, ok, err := kpl.Deaggregate(kr.Data)
 		if err != nil {
-			// Kept whole, never dropped: the raw aggregate goes on as one record.
+			// Kept whole, never dropped: the raw aggregate goes on as one record, marked so the
+			// pipeline sends it to the dead letters.
 			r.log.Warn("KPL aggregate could not be de-aggregated; passing it on whole", "shard", r.shardID, "sequence", base.SequenceNumber, "error", err)
+			base.DeaggregationError = err.Error()
 			ok = false
 		}
 		if !ok {

@@ -25,6 +25,10 @@ type Record struct {
 	Data       []byte
 	// ApproximateArrivalTimestamp is when Kinesis accepted the record (millisecond precision).
 	ApproximateArrivalTimestamp time.Time
+	// DeaggregationError is set on a record that carries the KPL magic bytes but could not be
+	// split into user records. Data is then the whole raw aggregate: it is kept, never dropped, and
+	// goes to the dead letters (or, with none configured, to the sinks as it is).
+	DeaggregationError string
 	// PartitionKeys are the dynamic-partitioning keys a Firehose-contract transform returned in
 	// metadata.partitionKeys (read by the S3 prefix expression !{partitionKeyFromLambda:key}).
 	PartitionKeys map[string]string
