@@ -181,8 +181,9 @@ func Defaults() Config {
 			MaximumBatchingWindowInSeconds: 0,
 			MaxInFlightRecords:             50000,
 		},
-		Shutdown: Shutdown{DrainTimeout: 30 * time.Second},
-		Log:      Log{Format: "auto", Level: "info"},
+		Processing: ProcessingDefaults(),
+		Shutdown:   Shutdown{DrainTimeout: 30 * time.Second},
+		Log:        Log{Format: "auto", Level: "info"},
 	}
 }
 

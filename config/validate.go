@@ -84,7 +84,7 @@ const (
 var (
 	startingPositions = []string{"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"}
 	credentialSources = []string{"default", "static"}
-	sinkTypes         = []string{"s3"}
+	sinkTypes         = []string{"s3", "http", "opensearch", "firehose", "file"}
 	compressions      = []string{"GZIP", "UNCOMPRESSED"}
 	logFormats        = []string{"auto", "json", "text"}
 	logLevels         = []string{"debug", "info", "warn", "error"}
@@ -141,6 +141,7 @@ func (c *Config) Validate() error {
 	v.processing(c.Processing)
 	v.sinks(c.Sinks)
 	v.deadLetter(c.DeadLetter)
+	v.processingNeedsDeadLetter(c.Processing, c.DeadLetter)
 	v.durationMin("shutdown.drain_timeout", c.Shutdown.DrainTimeout, time.Nanosecond)
 	v.oneOf("log.format", c.Log.Format, logFormats)
 	v.oneOf("log.level", c.Log.Level, logLevels)

@@ -212,7 +212,7 @@ func TestValidateBoundaries(t *testing.T) {
 		{"max elapsed 0", func(c *Config) { s3Of(c).Retry.MaxElapsed = 0 }, ""},
 
 		// the rest
-		{"dead letter set", func(c *Config) { c.DeadLetter.Type = "sqs" }, "dead_letter.type"},
+		{"dead letter type unknown", func(c *Config) { c.DeadLetter.Type = "kafka" }, "dead_letter.type"},
 		{"drain 0", func(c *Config) { c.Shutdown.DrainTimeout = 0 }, "shutdown.drain_timeout"},
 		{"drain 1ns", func(c *Config) { c.Shutdown.DrainTimeout = time.Nanosecond }, ""},
 		{"drain negative", func(c *Config) { c.Shutdown.DrainTimeout = -time.Second }, "shutdown.drain_timeout"},

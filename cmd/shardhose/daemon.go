@@ -21,8 +21,6 @@ import (
 	"github.com/shardhose/shardhose/internal/awsclient"
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/internal/logging"
-	"github.com/shardhose/shardhose/sinks"
-	s3sink "github.com/shardhose/shardhose/sinks/s3"
 )
 
 // startupTimeout bounds the start-up checks (stream, lease table, buckets), so an unreachable
@@ -97,49 +95,28 @@ func runDaemon(args []string) (int, error) {
 	}
 	kin := awsclient.Kinesis(awsCfg, cfg.AWS)
 	ddb := awsclient.DynamoDB(awsCfg, cfg.AWS)
-	s3c := awsclient.S3(awsCfg, cfg.AWS)
 
 	clk := clock.Real()
-	var built []sinks.Sink
-	closeBuilt := func() {
-		ctx, cancel := context.WithTimeout(hardCtx, 5*time.Second)
-		defer cancel()
-		for _, s := range built {
-			_ = s.Close(ctx)
-		}
+	rt, err := build(startCtx, cfg, awsCfg, log, clk)
+	if err != nil {
+		return exitConfig, err
 	}
-	for _, sc := range cfg.Sinks {
-		switch sc.Type {
-		case "s3":
-			if err := checkBucket(startCtx, s3c, sc.S3.Bucket, awsclient.Endpoint(cfg.AWS, "s3")); err != nil {
-				closeBuilt()
-				return exitConfig, fmt.Errorf("sink %s: %w", sc.Name, err)
-			}
-			s, err := s3sink.New(s3sink.Options{Name: sc.Name, Config: *sc.S3, Client: s3c, Clock: clk, Logger: log.With("sink", sc.Name)})
-			if err != nil {
-				closeBuilt()
-				return exitConfig, fmt.Errorf("sink %s: %w", sc.Name, err)
-			}
-			built = append(built, s)
-		default:
-			closeBuilt()
-			return exitConfig, fmt.Errorf("sink %s: type %q is not supported", sc.Name, sc.Type)
-		}
-	}
+	closeBuilt := func() { rt.closeSinks(hardCtx) }
 
 	table := checkpoint.NewTable(ddb, cfg.Leases.Table, cfg.Leases.WorkerID, checkpoint.Options{
 		LeaseDuration: cfg.Leases.LeaseDuration, Clock: clk, Logger: log,
 	})
 	c, err := consumer.New(consumer.Options{
-		WorkerID: cfg.Leases.WorkerID,
-		Stream:   cfg.Stream,
-		Leases:   cfg.Leases,
-		Batching: cfg.Batching,
-		Kinesis:  kin,
-		Table:    table,
-		Sinks:    built,
-		Clock:    clk,
-		Logger:   log,
+		WorkerID:    cfg.Leases.WorkerID,
+		Stream:      cfg.Stream,
+		Leases:      cfg.Leases,
+		Batching:    cfg.Batching,
+		Kinesis:     kin,
+		Table:       table,
+		Sinks:       rt.sinks,
+		NewPipeline: rt.pipeline,
+		Clock:       clk,
+		Logger:      log,
 	})
 	if err != nil {
 		closeBuilt()

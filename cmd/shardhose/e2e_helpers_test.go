@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,7 +83,7 @@ func (s *e2eStack) config(t *testing.T, sizeMB, intervalSec int, extra string) s
 	y := fmt.Sprintf(`aws:
   region: us-east-1
   credentials: {source: static, access_key_id: test, secret_access_key: test}
-  endpoints: {kinesis: %q, dynamodb: %q, s3: %q}
+  endpoints: {kinesis: %q, dynamodb: %q, s3: %q, sqs: %[3]q, sns: %[3]q, firehose: %[3]q}
   s3_use_path_style: true
 stream:
   name: %s
@@ -229,9 +230,25 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool,
 // delivered reads every object in the bucket and counts each record (a line) it holds.
 func (s *e2eStack) delivered(t *testing.T) (counts map[string]int, objects int) {
 	t.Helper()
+	keys, bodies := s.objectBodies(t)
+	counts = map[string]int{}
+	for _, k := range keys {
+		for _, line := range strings.Split(strings.TrimSuffix(bodies[k], "\n"), "\n") {
+			if line != "" {
+				counts[line]++
+			}
+		}
+	}
+	return counts, len(keys)
+}
+
+// objectBodies reads every data object in the bucket (those under dead-letters/ excepted) and returns
+// their keys and uncompressed bodies.
+func (s *e2eStack) objectBodies(t *testing.T) (keys []string, bodies map[string]string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	counts = map[string]int{}
+	bodies = map[string]string{}
 	p := awss3.NewListObjectsV2Paginator(s.s3, &awss3.ListObjectsV2Input{Bucket: aws.String(s.bucket)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -239,28 +256,33 @@ func (s *e2eStack) delivered(t *testing.T) (counts map[string]int, objects int) 
 			t.Fatalf("list objects in %s: %v", s.bucket, err)
 		}
 		for _, o := range page.Contents {
-			objects++
+			key := aws.ToString(o.Key)
+			if strings.HasPrefix(key, "dead-letters/") {
+				continue
+			}
 			out, err := s.s3.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(s.bucket), Key: o.Key})
 			if err != nil {
-				t.Fatalf("get %s: %v", aws.ToString(o.Key), err)
+				t.Fatalf("get %s: %v", key, err)
 			}
-			zr, err := gzip.NewReader(out.Body)
-			if err != nil {
-				t.Fatalf("object %s is not gzip: %v", aws.ToString(o.Key), err)
-			}
-			body, err := io.ReadAll(zr)
+			raw, err := io.ReadAll(out.Body)
 			out.Body.Close()
 			if err != nil {
-				t.Fatalf("gunzip %s: %v", aws.ToString(o.Key), err)
+				t.Fatalf("read %s: %v", key, err)
 			}
-			for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
-				if line != "" {
-					counts[line]++
+			if strings.HasSuffix(key, ".gz") {
+				zr, err := gzip.NewReader(bytes.NewReader(raw))
+				if err != nil {
+					t.Fatalf("object %s is not gzip: %v", key, err)
+				}
+				if raw, err = io.ReadAll(zr); err != nil {
+					t.Fatalf("gunzip %s: %v", key, err)
 				}
 			}
+			keys = append(keys, key)
+			bodies[key] = string(raw)
 		}
 	}
-	return counts, objects
+	return keys, bodies
 }
 
 // leases reads the lease table as the daemon left it.
@@ -268,6 +290,9 @@ func (s *e2eStack) leases(t *testing.T) map[string]checkpoint.Lease {
 	t.Helper()
 	tbl := checkpoint.NewTable(s.ddb, s.table, "e2e-reader", checkpoint.Options{LeaseDuration: 3 * time.Second, Clock: clock.Real()})
 	list, err := tbl.List(t.Context())
+	if errors.Is(err, checkpoint.ErrTableNotFound) {
+		return map[string]checkpoint.Lease{} // the daemon has not created it yet
+	}
 	if err != nil {
 		t.Fatalf("list leases in %s: %v", s.table, err)
 	}

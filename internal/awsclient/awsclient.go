@@ -22,8 +22,11 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/firehose"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/shardhose/shardhose/config"
@@ -175,5 +178,40 @@ func S3(awsCfg aws.Config, cfg config.AWS) *s3.Client {
 func SQS(awsCfg aws.Config, cfg config.AWS) *sqs.Client {
 	return sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
 		setEndpoint(&o.BaseEndpoint, cfg, ServiceSQS)
+	})
+}
+
+// Firehose returns a Firehose client on awsCfg, at Endpoint(cfg, "firehose") when set.
+func Firehose(awsCfg aws.Config, cfg config.AWS) *firehose.Client {
+	return firehose.NewFromConfig(awsCfg, func(o *firehose.Options) {
+		setEndpoint(&o.BaseEndpoint, cfg, ServiceFirehose)
+	})
+}
+
+// SNS returns an SNS client on awsCfg, at Endpoint(cfg, "sns") when set.
+func SNS(awsCfg aws.Config, cfg config.AWS) *sns.Client {
+	return sns.NewFromConfig(awsCfg, func(o *sns.Options) {
+		setEndpoint(&o.BaseEndpoint, cfg, ServiceSNS)
+	})
+}
+
+// LambdaResponseTimeout bounds the wait for a Lambda Invoke response: a function may run for 15
+// minutes, so the shared one-minute response-header timeout cannot apply. The handler timeout
+// (processing.handler_timeout) is what normally ends a call.
+const LambdaResponseTimeout = 16 * time.Minute
+
+// Lambda returns a Lambda client on awsCfg, at Endpoint(cfg, "lambda") when set, whose requests
+// may wait up to LambdaResponseTimeout for their response.
+func Lambda(awsCfg aws.Config, cfg config.AWS) *lambda.Client {
+	httpClient := awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = DialTimeout }).
+		WithTransportOptions(func(t *http.Transport) {
+			t.TLSHandshakeTimeout = TLSHandshakeTimeout
+			t.ResponseHeaderTimeout = LambdaResponseTimeout
+			t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+		})
+	return lambda.NewFromConfig(awsCfg, func(o *lambda.Options) {
+		setEndpoint(&o.BaseEndpoint, cfg, ServiceLambda)
+		o.HTTPClient = httpClient
 	})
 }

@@ -117,6 +117,12 @@ func (b *Batcher) Write(ctx context.Context, recs []record.Record, done func()) 
 			b.dispatch(sealed)
 		}
 	}
+	if b.opts.Interval <= 0 {
+		// No interval: what this write left in the open batch goes out now, together.
+		if err := b.sealOpen(ctx); err != nil {
+			return err
+		}
+	}
 	w.mu.Lock()
 	w.sealed = true
 	fire := w.batches == 0
@@ -124,6 +130,32 @@ func (b *Batcher) Write(ctx context.Context, recs []record.Record, done func()) 
 	if fire {
 		done()
 	}
+	return nil
+}
+
+// sealOpen takes a delivery slot (waiting while all are busy, until ctx ends) and dispatches the
+// open batch, if it holds anything.
+func (b *Batcher) sealOpen(ctx context.Context) error {
+	b.mu.Lock()
+	empty := b.open == nil || len(b.open.records) == 0
+	b.mu.Unlock()
+	if empty {
+		return nil
+	}
+	if err := b.acquire(ctx); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	var sealed *batch
+	if b.open != nil && len(b.open.records) > 0 {
+		sealed = b.sealLocked()
+	}
+	b.mu.Unlock()
+	if sealed == nil {
+		<-b.slots
+		return nil
+	}
+	b.dispatch(sealed)
 	return nil
 }
 
@@ -196,7 +228,7 @@ func (b *Batcher) fullWith(o *batch, r record.Record) bool {
 	n := len(o.records) + 1
 	size := o.bytes + len(r.Data)
 	return (b.opts.MaxRecords > 0 && n >= b.opts.MaxRecords) ||
-		(b.opts.MaxBytes > 0 && size >= b.opts.MaxBytes) || b.opts.Interval <= 0
+		(b.opts.MaxBytes > 0 && size >= b.opts.MaxBytes)
 }
 
 // acquire takes a delivery slot, waiting while all are in use.
@@ -282,17 +314,8 @@ func (b *Batcher) dispatch(o *batch) {
 
 // Flush seals the open batch and waits until every batch sealed so far is delivered, or ctx ends.
 func (b *Batcher) Flush(ctx context.Context) error {
-	b.mu.Lock()
-	var sealed *batch
-	if b.open != nil && len(b.open.records) > 0 {
-		sealed = b.sealLocked()
-	}
-	b.mu.Unlock()
-	if sealed != nil {
-		if err := b.acquire(ctx); err != nil {
-			b.acquireForce()
-		}
-		b.dispatch(sealed)
+	if err := b.sealOpen(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
 	}
 	waited := make(chan struct{})
 	go func() { b.pending.Wait(); close(waited) }()

@@ -178,3 +178,38 @@ func TestCloseLeavesUndeliveredBatchesUnacknowledged(t *testing.T) {
 		t.Fatal("Write after Close succeeded")
 	}
 }
+
+func TestWithoutIntervalEachWriteGoesOutTogether(t *testing.T) {
+	ctx := ctx10(t)
+	c := &collector{}
+	b, _ := New(Options{MaxRecords: 500, Deliver: c.deliver, Clock: clock.NewFake(time.Unix(0, 0))})
+	for i := 0; i < 3; i++ {
+		if err := b.Write(ctx, recs(i*10, 10), func() {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.sizes(); fmt.Sprint(got) != "[10 10 10]" {
+		t.Fatalf("batch sizes = %v, want one batch per write", got)
+	}
+}
+
+func TestFlushReturnsOnContextEndWhileEverySlotIsBusy(t *testing.T) {
+	c := &collector{gate: make(chan struct{})}
+	b, _ := New(Options{MaxRecords: 1, Interval: time.Hour, MaxInFlight: 1, Deliver: c.deliver, Clock: clock.NewFake(time.Unix(0, 0))})
+	ctx := ctx10(t)
+	if err := b.Write(ctx, recs(0, 1), func() {}); err != nil { // takes the only slot
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	b.open = &batch{records: recs(1, 1), bytes: 5}
+	b.mu.Unlock()
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := b.Flush(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush = %v, want the context's deadline", err)
+	}
+	close(c.gate)
+}

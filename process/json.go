@@ -1,0 +1,51 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/shardhose/shardhose/record"
+)
+
+// NewJSON returns the json handler: every record's data must be JSON (any JSON value, surrounding
+// whitespace allowed), as the recipe's transform requires before it enriches. Valid records are
+// delivered unchanged. The first invalid record stops the batch: Handle returns a *PartialFailure
+// at it, whose error names the record (sequence number, sub-sequence number, shard) and what is
+// wrong with its data. Without ReportBatchItemFailures the engine treats that as a failure of the
+// whole batch and bisects or retries it until the bad record is isolated and dead-lettered.
+//
+// It is safe for concurrent use.
+func NewJSON() Handler {
+	return PerRecord("json", func(_ context.Context, r record.Record) (Output, error) {
+		if err := checkJSON(r.Data); err != nil {
+			return Output{}, err
+		}
+		return Output{Outcome: Deliver, Record: r}, nil
+	})
+}
+
+// ErrNotJSON is wrapped by the errors of handlers that need JSON data and got something else.
+var ErrNotJSON = errors.New("data is not valid JSON")
+
+// checkJSON returns nil when data is one JSON value, else an error wrapping ErrNotJSON that says
+// what is wrong.
+func checkJSON(data []byte) error {
+	if json.Valid(data) {
+		return nil
+	}
+	if len(data) == 0 {
+		return fmt.Errorf("%w: the data is empty", ErrNotJSON)
+	}
+	var v any
+	err := json.Unmarshal(data, &v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%w: %v (at byte %d of %d)", ErrNotJSON, se, se.Offset, len(data))
+	}
+	if err == nil { // json.Valid and Unmarshal disagree only on exotic input; report it plainly
+		return ErrNotJSON
+	}
+	return fmt.Errorf("%w: %v", ErrNotJSON, err)
+}
