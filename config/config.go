@@ -182,6 +182,7 @@ func Defaults() Config {
 			MaxInFlightRecords:             50000,
 		},
 		Processing: ProcessingDefaults(),
+		DeadLetter: DeadLetterDefaults(),
 		Shutdown:   Shutdown{DrainTimeout: 30 * time.Second},
 		Log:        Log{Format: "auto", Level: "info"},
 	}

@@ -7,6 +7,7 @@
 //	shardhose validate -c FILE   check a config file and print every problem
 //	shardhose produce  -c FILE   send sample or generated records to the stream
 //	shardhose leases   -c FILE   list the lease table
+//	shardhose dlq inspect|replay  read dead letters, send their records back into a stream
 //	shardhose version            print the version
 //
 // Exit codes: 0 success; 1 bad configuration or a start-up check failed (do not restart until it
@@ -45,6 +46,9 @@ Usage:
   shardhose validate -c FILE           check a config file and print every problem
   shardhose produce  -c FILE [flags]   send records to the configured stream
   shardhose leases   -c FILE           list the lease table: owner, counter, checkpoint per shard
+  shardhose dlq inspect -c FILE        print dead letters readably (decoded records, why, when, where)
+  shardhose dlq replay  -c FILE --to-stream NAME [--dry-run]
+                                       send dead letters' records back into a stream
   shardhose version                    print the version
 
 Run 'shardhose COMMAND --help' for a command's flags.
@@ -68,6 +72,8 @@ func run(args []string) int {
 		code, err = runProduce(args[1:])
 	case "leases":
 		code, err = runLeases(args[1:])
+	case "dlq":
+		code, err = runDLQ(args[1:])
 	case "version", "--version", "-v":
 		fmt.Println("shardhose", version())
 		return exitOK
