@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"syscall"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -43,7 +47,7 @@ func (q *deadLetterQueue) receiveAll(t *testing.T, want int, within time.Duratio
 	waitFor(t, within, fmt.Sprintf("%d dead letters in the queue", want), func() (bool, string) {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
-		out, err := q.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(q.url), MaxNumberOfMessages: 10, VisibilityTimeout: 300})
+		out, err := q.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(q.url), MaxNumberOfMessages: 10, VisibilityTimeout: 1})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -79,6 +83,21 @@ func (q *deadLetterQueue) count(t *testing.T) int {
 		fmt.Sscan(v, &x)
 		n += x
 	}
+	return n
+}
+
+// visible returns the messages in the queue that a receive would return now.
+func (q *deadLetterQueue) visible(t *testing.T) int {
+	t.Helper()
+	out, err := q.client.GetQueueAttributes(t.Context(), &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(q.url),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
+	})
+	if err != nil {
+		t.Fatalf("queue attributes: %v", err)
+	}
+	var n int
+	fmt.Sscan(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)], &n)
 	return n
 }
 
@@ -200,4 +219,143 @@ func (s *e2eStack) objectLines(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+// TestTenThousandRecordsWithThreePoisonRecords: exactly 9,997 records reach S3 and three dead
+// letters hold one poison record each; the handler calls are counted against the bisect bound.
+// Then `shardhose dlq replay` sends the three back into a second stream, where all three arrive.
+func TestTenThousandRecordsWithThreePoisonRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 10,000 records")
+	}
+	s := newE2EStack(t, 1)
+	q := newDeadLetterQueue(t, s)
+	const n = 10000
+	poison := map[int]bool{1234: true, 5000: true, 8765: true}
+	recs := make([]testenv.Rec, n)
+	for i := range recs {
+		data := fmt.Sprintf(`{"id":%d,"event_type":"view"}`, i)
+		if poison[i] {
+			data = fmt.Sprintf(`{"id":%d, poison`, i)
+		}
+		recs[i] = testenv.Rec{PartitionKey: fmt.Sprintf("user-%d", i%101), Data: []byte(data)}
+	}
+	testenv.PutRecords(t, s.kin, s.stream, recs)
+	cfg := s.config(t, 5, 1, `batching: {batch_size: 10000}
+processing:
+  handlers: [{type: json}]
+  bisect_batch_on_function_error: true
+  maximum_retry_attempts: 2
+  retry: {initial_backoff: 10ms, max_backoff: 50ms}
+`+q.config(s))
+	d := startDaemon(t, cfg, "worker-a")
+	msgs := q.receiveAll(t, len(poison), 120*time.Second)
+	waitFor(t, 120*time.Second, "9,997 records in S3", func() (bool, string) {
+		counts, _ := s.delivered(t)
+		return len(counts) >= n-len(poison), itoa(len(counts))
+	})
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if code := d.waitExit(40 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	counts, _ := s.delivered(t)
+	for i, r := range recs {
+		want := 1
+		if poison[i] {
+			want = 0
+		}
+		if counts[string(r.Data)] != want {
+			t.Fatalf("record %d is in S3 %d times, want %d", i, counts[string(r.Data)], want)
+		}
+	}
+	if q.count(t) != len(poison) {
+		t.Fatalf("%d dead letters, want %d", q.count(t), len(poison))
+	}
+	for _, m := range msgs {
+		if m.KinesisBatchInfo.BatchSize != 1 {
+			t.Fatalf("a dead letter holds %d records, want each poison record alone", m.KinesisBatchInfo.BatchSize)
+		}
+	}
+	calls, batches := d.handlerCalls()
+	k := float64(len(poison))
+	bound := 2*k*math.Ceil(math.Log2(float64(n))) + 1
+	t.Logf("%d handler calls for %d batches read; isolating %d poison records in %d used %d calls beyond the retries (bound 2·k·⌈log2 N⌉ + 1 = %.0f)",
+		calls, batches, len(poison), n, calls-batches-2*len(poison), bound)
+	// Each poison record also has its 2 retries; every batch read costs one call of its own.
+	if float64(calls-2*len(poison)) > bound+float64(batches) {
+		t.Fatalf("%d handler calls, above the bound", calls)
+	}
+
+	// Replay the three dead letters into a second stream.
+	second := testenv.UniqueName(t, "replayed")
+	testenv.CreateStream(t, s.kin, second, 1)
+	// Messages this test received are hidden for a second; wait until all are visible again.
+	waitFor(t, 10*time.Second, "dead letters visible again", func() (bool, string) {
+		n := q.visible(t)
+		return n == len(poison), itoa(n)
+	})
+	out, code := runCLI(t, "dlq", "replay", "-c", cfg, "--to-stream", second)
+	t.Logf("dlq replay:\n%s", out)
+	if code != 0 {
+		t.Fatalf("dlq replay exit %d:\n%s", code, out)
+	}
+	got := readStream(t, s, second, len(poison))
+	for i := range poison {
+		if !got[string(recs[i].Data)] {
+			t.Fatalf("poison record %d did not arrive in %s; got %v", i, second, got)
+		}
+	}
+	if q.count(t) != 0 {
+		t.Errorf("%d dead letters left in the queue after a successful replay, want 0", q.count(t))
+	}
+	t.Logf("replayed %d dead letters into %s", len(poison), second)
+}
+
+// handlerCalls counts the handler calls the daemon logged, and the batches it handed on.
+func (d *daemon) handlerCalls() (calls, batches int) {
+	sc := bufio.NewScanner(strings.NewReader(d.logs.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Msg string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		switch line.Msg {
+		case "handler called":
+			calls++
+		case "records handed on":
+			batches++
+		}
+	}
+	return calls, batches
+}
+
+// readStream reads a one-shard stream from its start until want records are seen.
+func readStream(t *testing.T, s *e2eStack, stream string, want int) map[string]bool {
+	t.Helper()
+	ctx := t.Context()
+	shards, err := s.kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(stream)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := s.kin.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream), ShardId: shards.Shards[0].ShardId, ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	iter := it.ShardIterator
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d records in %s", want, stream), func() (bool, string) {
+		out, err := s.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, r := range out.Records {
+			got[string(r.Data)] = true
+		}
+		iter = out.NextShardIterator
+		return len(got) >= want, itoa(len(got))
+	})
+	return got
 }
