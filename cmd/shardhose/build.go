@@ -21,6 +21,7 @@ import (
 	"github.com/shardhose/shardhose/sinks/backup"
 	filesink "github.com/shardhose/shardhose/sinks/file"
 	firehosesink "github.com/shardhose/shardhose/sinks/firehose"
+	opensearchsink "github.com/shardhose/shardhose/sinks/opensearch"
 	s3sink "github.com/shardhose/shardhose/sinks/s3"
 )
 
@@ -197,6 +198,17 @@ func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aw
 			return nil, err
 		}
 		x, err := firehosesink.New(firehosesink.Options{Name: sc.Name, Config: *sc.Firehose, Client: awsclient.Firehose(awsCfg, cfg.AWS), Backup: bw, Clock: clk, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		s = x
+	case "opensearch":
+		c := sc.OpenSearch
+		bw, err := backupWriter(c.S3Backup.Bucket, c.S3Backup.Prefix, c.S3Backup.Compression)
+		if err != nil {
+			return nil, err
+		}
+		x, err := opensearchsink.New(opensearchsink.Options{Name: sc.Name, Config: *c, Backup: bw, AWSCredentials: awsCfg.Credentials, Region: cfg.AWS.Region, Clock: clk, Logger: log})
 		if err != nil {
 			return nil, err
 		}

@@ -242,7 +242,7 @@ func (s *e2eStack) delivered(t *testing.T) (counts map[string]int, objects int) 
 	return counts, len(keys)
 }
 
-// objectBodies reads every data object in the bucket (those under dead-letters/ excepted) and returns
+// objectBodies reads every data object in the bucket (those under dead-letters/ and errors/ excepted) and returns
 // their keys and uncompressed bodies.
 func (s *e2eStack) objectBodies(t *testing.T) (keys []string, bodies map[string]string) {
 	t.Helper()
@@ -257,7 +257,7 @@ func (s *e2eStack) objectBodies(t *testing.T) (keys []string, bodies map[string]
 		}
 		for _, o := range page.Contents {
 			key := aws.ToString(o.Key)
-			if strings.HasPrefix(key, "dead-letters/") {
+			if strings.HasPrefix(key, "dead-letters/") || strings.HasPrefix(key, "errors/") {
 				continue
 			}
 			out, err := s.s3.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(s.bucket), Key: o.Key})
