@@ -51,7 +51,8 @@ type Policy struct {
 	ParallelizationFactor int
 	// HandlerTimeout bounds one handler call; a call that takes longer is a failure of the batch.
 	HandlerTimeout time.Duration
-	// Backoff is the wait between retries of one batch.
+	// Backoff is the wait between retries of one batch; the zero value means 1 s doubling to 1
+	// minute with 20% jitter.
 	Backoff retry.Policy
 }
 
@@ -88,6 +89,9 @@ type DeadLettered interface {
 	OnDeadLetter(shardID string, condition string, records int)
 }
 
+// defaultBackoff is the wait between retries of a failed batch when the policy names none.
+var defaultBackoff = retry.Policy{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.2}
+
 // defaultStoreRetry is how dead letters and error records are retried: until stored.
 var defaultStoreRetry = retry.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2, Jitter: 0.2}
 
@@ -108,6 +112,9 @@ func New(opts Options) (consumer.PipelineFactory, error) {
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real()
+	}
+	if opts.Policy.Backoff == (retry.Policy{}) {
+		opts.Policy.Backoff = defaultBackoff
 	}
 	if opts.StoreRetry == (retry.Policy{}) {
 		opts.StoreRetry = defaultStoreRetry
