@@ -21,6 +21,7 @@ import (
 	"github.com/shardhose/shardhose/sinks/backup"
 	filesink "github.com/shardhose/shardhose/sinks/file"
 	firehosesink "github.com/shardhose/shardhose/sinks/firehose"
+	httpsink "github.com/shardhose/shardhose/sinks/http"
 	opensearchsink "github.com/shardhose/shardhose/sinks/opensearch"
 	s3sink "github.com/shardhose/shardhose/sinks/s3"
 )
@@ -67,7 +68,7 @@ func build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	}
 
 	for _, sc := range cfg.Sinks {
-		s, err := buildSink(ctx, sc, cfg, awsCfg, log.With("sink", sc.Name), clk)
+		s, err := buildSink(ctx, sc, cfg, awsCfg, rt.streamARN, log.With("sink", sc.Name), clk)
 		if err != nil {
 			rt.closeSinks(ctx)
 			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
@@ -170,7 +171,7 @@ func functionARN(p config.Processing) string {
 }
 
 // buildSink makes one sink from its section and checks its destination.
-func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aws.Config, log *slog.Logger, clk clock.Clock) (sinks.Sink, error) {
+func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aws.Config, streamARN string, log *slog.Logger, clk clock.Clock) (sinks.Sink, error) {
 	s3c := awsclient.S3(awsCfg, cfg.AWS)
 	backupWriter := func(bucket, prefix, compression string) (backup.Writer, error) {
 		if bucket == "" {
@@ -198,6 +199,17 @@ func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aw
 			return nil, err
 		}
 		x, err := firehosesink.New(firehosesink.Options{Name: sc.Name, Config: *sc.Firehose, Client: awsclient.Firehose(awsCfg, cfg.AWS), Backup: bw, Clock: clk, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		s = x
+	case "http":
+		c := sc.HTTP
+		bw, err := backupWriter(c.S3Backup.Bucket, c.S3Backup.Prefix, c.S3Backup.Compression)
+		if err != nil {
+			return nil, err
+		}
+		x, err := httpsink.New(httpsink.Options{Name: sc.Name, Config: *c, SourceARN: streamARN, Backup: bw, Clock: clk, Logger: log})
 		if err != nil {
 			return nil, err
 		}
