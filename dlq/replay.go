@@ -26,6 +26,9 @@ type ReplayOptions struct {
 	Client produce.PutRecordsAPI
 	// Stream is the name of the stream the records are put into: the source stream or another.
 	Stream string
+	// Deliver, when set, is used instead of Client and Stream: it hands one dead letter's records
+	// to their destination (for example straight to the sinks) and returns once they are stored.
+	Deliver func(ctx context.Context, recs []record.Record) error
 	// DryRun reads the dead letters and their records (from S3 or the source stream too) but
 	// puts nothing and removes nothing.
 	DryRun bool
@@ -87,8 +90,8 @@ var ErrTargetStream = errors.New("target stream does not exist")
 // target stream does not exist, and with ctx's error when ctx ends.
 func Replay(ctx context.Context, opts ReplayOptions) (ReplayStats, error) {
 	var st ReplayStats
-	if opts.Reader == nil || opts.Fetcher == nil || opts.Client == nil || opts.Stream == "" {
-		return st, errors.New("replay: reader, fetcher, client and target stream are required")
+	if opts.Reader == nil || opts.Fetcher == nil || (opts.Deliver == nil && (opts.Client == nil || opts.Stream == "")) {
+		return st, errors.New("replay: reader, fetcher, and a target (client and stream, or Deliver) are required")
 	}
 	report := func(r LetterResult) {
 		if r.Err != nil {
@@ -132,16 +135,31 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayStats, error) {
 			report(res)
 			continue
 		}
-		stats, err := produce.Run(ctx, produce.Options{
-			Stream: opts.Stream,
-			Client: opts.Client,
-			Source: &recordSource{recs: recs},
-			Clock:  opts.Clock,
-			Logger: opts.Logger,
-			Retry:  opts.Retry,
-		})
-		res.Sent = stats.Sent
-		st.Records += stats.Sent
+		if opts.Deliver != nil {
+			if err = opts.Deliver(ctx, recs); err == nil {
+				res.Sent = len(recs)
+				st.Records += len(recs)
+			} else {
+				res.Err = fmt.Errorf("deliver %d records: %w", len(recs), err)
+				report(res)
+				if ctx.Err() != nil {
+					return st, fmt.Errorf("replay: stopped: %w", ctx.Err())
+				}
+				continue
+			}
+		} else {
+			var stats produce.Stats
+			stats, err = produce.Run(ctx, produce.Options{
+				Stream: opts.Stream,
+				Client: opts.Client,
+				Source: &recordSource{recs: recs},
+				Clock:  opts.Clock,
+				Logger: opts.Logger,
+				Retry:  opts.Retry,
+			})
+			res.Sent = stats.Sent
+			st.Records += stats.Sent
+		}
 		if err != nil {
 			res.Err = fmt.Errorf("put %d records into stream %s: %w", len(recs), opts.Stream, err)
 			report(res)

@@ -17,6 +17,7 @@ import (
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/pipeline"
 	"github.com/shardhose/shardhose/process"
+	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
 	"github.com/shardhose/shardhose/sinks/backup"
 	filesink "github.com/shardhose/shardhose/sinks/file"
@@ -39,11 +40,48 @@ type runtime struct {
 }
 
 // closeSinks closes every sink built so far, giving each a few seconds.
-func (rt *runtime) closeSinks(ctx context.Context) {
+func (rt *runtime) closeSinks(ctx context.Context) { closeSinks(ctx, rt.sinks) }
+
+func closeSinks(ctx context.Context, built []sinks.Sink) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	for _, s := range rt.sinks {
+	for _, s := range built {
 		_ = s.Close(ctx)
+	}
+}
+
+// buildSinks makes every configured sink, checking each destination; on error it closes those
+// already made.
+func buildSinks(ctx context.Context, cfg config.Config, awsCfg aws.Config, streamARN string, log *slog.Logger, clk clock.Clock) ([]sinks.Sink, error) {
+	var built []sinks.Sink
+	for _, sc := range cfg.Sinks {
+		s, err := buildSink(ctx, sc, cfg, awsCfg, streamARN, log.With("sink", sc.Name), clk)
+		if err != nil {
+			closeSinks(ctx, built)
+			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
+		}
+		built = append(built, s)
+	}
+	return built, nil
+}
+
+// deliverNow writes records to every sink and flushes them, returning once every sink has
+// delivered (or backed up) all of them.
+func deliverNow(ctx context.Context, to []sinks.Sink, recs []record.Record) error {
+	done := make(chan struct{})
+	if err := consumer.WriteToSinks(ctx, to, recs, func() { close(done) }); err != nil {
+		return err
+	}
+	for _, s := range to {
+		if err := s.Flush(ctx); err != nil {
+			return fmt.Errorf("flush sink %s: %w", s.Name(), err)
+		}
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -67,13 +105,9 @@ func build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 		rt.streamARN = cfg.Stream.ARN // Check reports the problem with the stream in one line
 	}
 
-	for _, sc := range cfg.Sinks {
-		s, err := buildSink(ctx, sc, cfg, awsCfg, rt.streamARN, log.With("sink", sc.Name), clk)
-		if err != nil {
-			rt.closeSinks(ctx)
-			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
-		}
-		rt.sinks = append(rt.sinks, s)
+	var err error
+	if rt.sinks, err = buildSinks(ctx, cfg, awsCfg, rt.streamARN, log, clk); err != nil {
+		return nil, err
 	}
 
 	dead, err := dlq.Build(ctx, cfg.DeadLetter, dlq.Clients{

@@ -218,13 +218,15 @@ func dlqInspect(ctx context.Context, args []string, out io.Writer) (int, error) 
 
 func dlqReplay(ctx context.Context, args []string, out io.Writer) (int, error) {
 	var (
-		f      dlqFlags
-		target string
-		dryRun bool
+		f       dlqFlags
+		target  string
+		toSinks bool
+		dryRun  bool
 	)
 	cfg, fs, err := loadConfig("dlq replay", args, func(fs *pflag.FlagSet) {
 		f.register(fs)
-		fs.StringVar(&target, "to-stream", "", "the stream to put the records into (required; the source stream or another)")
+		fs.StringVar(&target, "to-stream", "", "the stream to put the records into (the source stream or another)")
+		fs.BoolVar(&toSinks, "to-sinks", false, "deliver the records straight to the configured sinks instead of a stream")
 		fs.BoolVar(&dryRun, "dry-run", false, "read the dead letters and their records, send and delete nothing")
 	})
 	if errors.Is(err, pflag.ErrHelp) {
@@ -233,8 +235,8 @@ func dlqReplay(ctx context.Context, args []string, out io.Writer) (int, error) {
 	if err != nil {
 		return exitConfig, err
 	}
-	if target == "" {
-		return exitConfig, usageError{"dlq replay needs --to-stream NAME"}
+	if (target == "") == !toSinks {
+		return exitConfig, usageError{"dlq replay needs one target: --to-stream NAME or --to-sinks"}
 	}
 	if f.max < 0 {
 		return exitConfig, usageError{"--max must be 0 or more"}
@@ -253,6 +255,18 @@ func dlqReplay(ctx context.Context, args []string, out io.Writer) (int, error) {
 		return exitConfig, err
 	}
 	kin := awsclient.Kinesis(awsCfg, cfg.AWS)
+	var deliver func(context.Context, []record.Record) error
+	if toSinks {
+		target = "the sinks"
+		if !dryRun {
+			built, err := buildSinks(ctx, cfg, awsCfg, "", log, clock.Real())
+			if err != nil {
+				return exitConfig, err
+			}
+			defer closeSinks(ctx, built)
+			deliver = func(ctx context.Context, recs []record.Record) error { return deliverNow(ctx, built, recs) }
+		}
+	}
 	verb := "replayed"
 	if dryRun {
 		verb = "would replay"
@@ -262,6 +276,7 @@ func dlqReplay(ctx context.Context, args []string, out io.Writer) (int, error) {
 		Fetcher: &dlq.Fetcher{S3: awsclient.S3(awsCfg, cfg.AWS), Kinesis: kin, Clock: clock.Real()},
 		Client:  kin,
 		Stream:  target,
+		Deliver: deliver,
 		DryRun:  dryRun,
 		Max:     f.max,
 		Clock:   clock.Real(),

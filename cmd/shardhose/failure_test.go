@@ -158,6 +158,20 @@ func TestSeedPoisonPillGoesAloneToTheDeadLetterQueue(t *testing.T) {
 		t.Fatalf("dead letter records = %+v (%v), want the poison record's data", got, err)
 	}
 	t.Logf("dead letter: condition %s, attempts %d, error %q", m.RequestContext.Condition, m.AttemptsMade, m.ErrorMessage)
+
+	// Re-drive straight to the sinks: the record (fixed or not: here as it was) lands in S3, and
+	// the message is deleted once it is there.
+	waitFor(t, 10*time.Second, "the dead letter visible again", func() (bool, string) { return q.visible(t) == 1, "" })
+	out, code := runCLI(t, "dlq", "replay", "-c", cfg, "--to-sinks")
+	if code != 0 {
+		t.Fatalf("dlq replay --to-sinks exit %d:\n%s", code, out)
+	}
+	if counts, _ := s.delivered(t); counts[string(recs[2].Data)] != 1 {
+		t.Fatalf("after replay to the sinks, S3 holds the poison record %d times, want 1\n%s", counts[string(recs[2].Data)], out)
+	}
+	if n := q.count(t); n != 0 {
+		t.Fatalf("%d dead letters left after replay to the sinks, want 0", n)
+	}
 }
 
 // TestParallelizationKeepsPerKeyOrderAtTheSink: 1,000 records over 50 partition keys on one shard,

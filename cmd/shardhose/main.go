@@ -47,7 +47,7 @@ Usage:
   shardhose produce  -c FILE [flags]   send records to the configured stream
   shardhose leases   -c FILE           list the lease table: owner, counter, checkpoint per shard
   shardhose dlq inspect -c FILE        print dead letters readably (decoded records, why, when, where)
-  shardhose dlq replay  -c FILE --to-stream NAME [--dry-run]
+  shardhose dlq replay  -c FILE --to-stream NAME | --to-sinks [--dry-run]
                                        send dead letters' records back into a stream
   shardhose version                    print the version
 
