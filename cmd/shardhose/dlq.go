@@ -28,7 +28,7 @@ const dlqUsage = `Usage:
       its records with their data decoded. SQS messages are left in the queue (hidden while
       being read, visible again at the end).
 
-  shardhose dlq replay -c FILE --to-stream NAME [--from ...] [--max N] [--dry-run]
+  shardhose dlq replay -c FILE (--to-stream NAME | --to-sinks) [--from ...] [--max N] [--dry-run]
       put the records of each dead letter into a stream (the source stream or another), from
       the message, its overflow S3 object, or (for metadata-only messages, as Lambda writes
       them) the source stream while it still holds them. An SQS message is deleted only after

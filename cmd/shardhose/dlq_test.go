@@ -152,7 +152,7 @@ func TestDLQUsageErrors(t *testing.T) {
 		{[]string{"inspect", "-c", noneCfg, "--from", "s3"}, "--from s3 needs --bucket"},
 		{[]string{"inspect", "-c", noneCfg, "--from", "kafka"}, `--from "kafka"`},
 		{[]string{"inspect", "-c", snsCfg}, "subscribe an SQS queue to the topic"},
-		{[]string{"replay", "-c", noneCfg, "--from", "file", "--path", "x"}, "needs --to-stream"},
+		{[]string{"replay", "-c", noneCfg, "--from", "file", "--path", "x"}, "needs one target: --to-stream NAME or --to-sinks"},
 		{[]string{"inspect", "-c", noneCfg, "--bogus"}, "unknown flag: --bogus"},
 	}
 	for _, tc := range cases {
