@@ -33,6 +33,11 @@ type ExpiryTracker struct {
 type observation struct {
 	version version
 	since   time.Time // local clock: when this version was first seen
+	// claim is the ClaimRequest last seen, and claimSince when it was first seen on this version.
+	// A claim does not bump the counter, so it is tracked apart from the version: a new claim
+	// must not look like a sign of life of the owner.
+	claim      string
+	claimSince time.Time
 }
 
 // version is what changes whenever the lease's owner shows it is alive.
@@ -72,10 +77,13 @@ func (e *ExpiryTracker) Observe(leases []Lease) {
 	for _, l := range leases {
 		v := versionOf(l)
 		if prev, ok := e.seen[l.ShardID]; ok && prev.version == v {
+			if prev.claim != l.ClaimRequest {
+				prev.claim, prev.claimSince = l.ClaimRequest, now
+			}
 			next[l.ShardID] = prev
 			continue
 		}
-		next[l.ShardID] = observation{version: v, since: now}
+		next[l.ShardID] = observation{version: v, since: now, claim: l.ClaimRequest, claimSince: now}
 	}
 	e.seen = next
 }
@@ -95,4 +103,25 @@ func (e *ExpiryTracker) Expired(l Lease) bool {
 		return false
 	}
 	return now.Sub(o.since) >= e.duration
+}
+
+// ClaimAbandoned reports whether l is a free lease held back for a claimant that has not come
+// for it: it carries a ClaimRequest, and neither the row nor the claim has changed for a full
+// lease duration. An owner hands a claimed lease over by releasing it with the claim in place,
+// so that only the claimant takes it; if the claimant died after claiming, the lease would
+// otherwise stay free, and its shard unread, for ever. Other workers may take it once this is
+// true. Like Expired, it is false for a lease never passed to Observe and for a version of l
+// other than the one last observed.
+func (e *ExpiryTracker) ClaimAbandoned(l Lease) bool {
+	if !l.Free() || l.ClaimRequest == "" {
+		return false
+	}
+	now := e.clock.Now()
+	e.mu.Lock()
+	o, ok := e.seen[l.ShardID]
+	e.mu.Unlock()
+	if !ok || o.version != versionOf(l) || o.claim != l.ClaimRequest {
+		return false
+	}
+	return now.Sub(o.claimSince) >= e.duration
 }

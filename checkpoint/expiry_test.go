@@ -99,3 +99,66 @@ func TestExpiryFreeUnknownStaleAndForgotten(t *testing.T) {
 		t.Error("a forgotten lease kept its old observation time")
 	}
 }
+
+func TestClaimAbandonedOnlyAfterAFullDurationUnchanged(t *testing.T) {
+	tr, c := newTracker()
+	// Released by its owner for worker "b", which never comes to take it.
+	l := checkpoint.Lease{ShardID: "s1", Counter: 7, ClaimRequest: "b"}
+	tr.Observe([]checkpoint.Lease{l})
+	if tr.ClaimAbandoned(l) {
+		t.Fatal("a claim first observed now is abandoned")
+	}
+	c.Advance(testLeaseDuration - time.Nanosecond)
+	tr.Observe([]checkpoint.Lease{l})
+	if tr.ClaimAbandoned(l) {
+		t.Fatal("abandoned before a full duration passed")
+	}
+	c.Advance(time.Nanosecond)
+	if !tr.ClaimAbandoned(l) {
+		t.Fatal("not abandoned after a full duration with the row and the claim unchanged")
+	}
+	if tr.Expired(l) {
+		t.Fatal("a free lease reported expired")
+	}
+}
+
+func TestClaimAbandonedRestartsOnANewClaimOrWrite(t *testing.T) {
+	tr, c := newTracker()
+	l := checkpoint.Lease{ShardID: "s1", Counter: 7, ClaimRequest: "b"}
+	tr.Observe([]checkpoint.Lease{l})
+	c.Advance(testLeaseDuration - time.Second)
+
+	// Another worker claims it instead: its wait starts now, not when the row was released.
+	l.ClaimRequest = "c"
+	tr.Observe([]checkpoint.Lease{l})
+	c.Advance(time.Second)
+	if tr.ClaimAbandoned(l) {
+		t.Fatal("a fresh claim inherited the age of the previous one")
+	}
+	c.Advance(testLeaseDuration)
+	if !tr.ClaimAbandoned(l) {
+		t.Fatal("the new claim is not abandoned after a full duration")
+	}
+
+	// Any write to the row (the counter moves) starts the wait again.
+	l.Counter++
+	tr.Observe([]checkpoint.Lease{l})
+	if tr.ClaimAbandoned(l) {
+		t.Fatal("abandoned right after the row changed")
+	}
+}
+
+func TestClaimAbandonedIsFalseForOwnedOrUnclaimedLeases(t *testing.T) {
+	tr, c := newTracker()
+	owned := checkpoint.Lease{ShardID: "s1", Owner: "a", Counter: 3, ClaimRequest: "b"}
+	unclaimed := checkpoint.Lease{ShardID: "s2", Counter: 4}
+	tr.Observe([]checkpoint.Lease{owned, unclaimed})
+	c.Advance(2 * testLeaseDuration)
+	if tr.ClaimAbandoned(owned) || tr.ClaimAbandoned(unclaimed) {
+		t.Fatal("ClaimAbandoned is for free leases with a claim only")
+	}
+	// An owned lease whose owner stopped renewing is Expired instead, claim or not.
+	if !tr.Expired(owned) {
+		t.Fatal("the silent owner's lease is not expired")
+	}
+}

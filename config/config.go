@@ -86,6 +86,9 @@ type Leases struct {
 	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
 	// MaxLeasesPerWorker caps how many shards one worker holds; 0 = no cap.
 	MaxLeasesPerWorker int `koanf:"max_leases_per_worker"`
+	// StallTimeout reports a shard that holds undelivered records without progress for this long,
+	// writes its checkpoint, releases its lease and reads it again; 0 turns the check off.
+	StallTimeout time.Duration `koanf:"stall_timeout"`
 }
 
 // Batching follows Lambda's event source mapping: how records are grouped before they are handed on.
@@ -112,14 +115,21 @@ type Sink struct {
 	File       *FileSink       `koanf:"file"`
 }
 
-// S3Sink is a Firehose-style S3 destination.
+// S3Sink is a Firehose-style S3 destination. Its optional sections are pointers (nil: not
+// configured), so that S3Sink stays comparable.
 type S3Sink struct {
 	Bucket string `koanf:"bucket"`
-	// Prefix is put before every object key; empty means Firehose's default "YYYY/MM/dd/HH/" (UTC).
+	// Prefix is put before every object key, with Firehose's expressions (!{timestamp:...},
+	// !{partitionKeyFromQuery:...}, !{partitionKeyFromLambda:...}, !{firehose:random-string});
+	// without a timestamp expression !{timestamp:yyyy/MM/dd/HH/} is appended (not with dynamic
+	// partitioning). Empty means Firehose's default "YYYY/MM/dd/HH/" (UTC).
 	Prefix string `koanf:"prefix"`
-	// ErrorOutputPrefix is where records that cannot be written as data go.
+	// ErrorOutputPrefix is where records that cannot be written as data go, as Firehose error
+	// records; it may use !{firehose:error-output-type} and !{timestamp:...}. Required when Prefix
+	// has expressions or dynamic partitioning is enabled.
 	ErrorOutputPrefix string `koanf:"error_output_prefix"`
-	// Compression is GZIP or UNCOMPRESSED.
+	// Compression is GZIP, SNAPPY (the Snappy framing format), ZSTD or UNCOMPRESSED; it must be
+	// UNCOMPRESSED with Parquet output, which compresses its columns.
 	Compression    string         `koanf:"compression"`
 	BufferingHints BufferingHints `koanf:"buffering_hints"`
 	// AppendNewline puts "\n" after each record (Firehose's AppendDelimiterToRecord).
@@ -129,6 +139,74 @@ type S3Sink struct {
 	// Retry governs failed PUTs. With a Kinesis source Firehose retries S3 for as long as the
 	// stream holds the data, so the default is to retry without end (max_elapsed 0).
 	Retry Retry `koanf:"retry"`
+	// DynamicPartitioning groups records into one buffer (and object) per partition.
+	DynamicPartitioning *DynamicPartitioning `koanf:"dynamic_partitioning"`
+	// DataFormatConversion, when set, writes Parquet files instead of records.
+	DataFormatConversion *DataFormatConversion `koanf:"data_format_conversion"`
+}
+
+// DynamicPartitioning is Firehose's dynamic partitioning with inline jq parsing: each record's
+// partition is the values the prefix reads with !{partitionKeyFromQuery:key} (Queries[key] run
+// over the record's JSON) and !{partitionKeyFromLambda:key} (the transform's partition keys).
+type DynamicPartitioning struct {
+	Enabled bool `koanf:"enabled"`
+	// Queries maps a partition key name to a jq query; its first result, a string, number or
+	// boolean, is the key's value. A query that fails or gives null sends the record to the
+	// error output (partitioning-failed).
+	Queries map[string]string `koanf:"queries"`
+	// MaxActivePartitions caps the partitions buffered or being written at once; records of
+	// further partitions go to the error output. 0 means DefaultMaxActivePartitions.
+	MaxActivePartitions int `koanf:"max_active_partitions"`
+	// MaxBufferedMBs caps the MiB held by the open buffers of all partitions together; a record
+	// that would pass it seals the largest buffer first. At least buffering_hints.size_in_mbs;
+	// 0 means DefaultMaxBufferedMBs.
+	MaxBufferedMBs int `koanf:"max_buffered_mbs"`
+}
+
+// Defaults of DynamicPartitioning's caps, used where they are 0 (the section is optional, so
+// S3Defaults cannot hold them).
+const (
+	// DefaultMaxActivePartitions is Firehose's default quota of active partitions.
+	DefaultMaxActivePartitions = 500
+	// DefaultMaxBufferedMBs bounds the open partition buffers to 256 MiB.
+	DefaultMaxBufferedMBs = 256
+)
+
+// ActivePartitions returns MaxActivePartitions, or its default when it is 0.
+func (d *DynamicPartitioning) ActivePartitions() int {
+	if d.MaxActivePartitions == 0 {
+		return DefaultMaxActivePartitions
+	}
+	return d.MaxActivePartitions
+}
+
+// BufferedMBs returns MaxBufferedMBs, or its default when it is 0.
+func (d *DynamicPartitioning) BufferedMBs() int {
+	if d.MaxBufferedMBs == 0 {
+		return DefaultMaxBufferedMBs
+	}
+	return d.MaxBufferedMBs
+}
+
+// DataFormatConversion converts JSON records to columnar files, as Firehose's record format
+// conversion does (with the schema given here rather than in AWS Glue).
+type DataFormatConversion struct {
+	// OutputFormat is PARQUET.
+	OutputFormat string `koanf:"output_format"`
+	// Schema lists the columns; a record's top-level JSON fields map to them by name, and fields
+	// not listed are left out.
+	Schema []SchemaColumn `koanf:"schema"`
+}
+
+// SchemaColumn is one column of a Parquet schema.
+type SchemaColumn struct {
+	Name string `koanf:"name"`
+	// Type is string, int64, double, boolean or timestamp_millis (from an RFC 3339 string or
+	// Unix milliseconds).
+	Type string `koanf:"type"`
+	// Required columns must have a non-null value; a record without one goes to the error
+	// output (format-conversion-failed).
+	Required bool `koanf:"required"`
 }
 
 // BufferingHints are Firehose's: deliver when either is reached.
@@ -175,6 +253,7 @@ func Defaults() Config {
 			RenewInterval:      3 * time.Second,
 			ShardSyncInterval:  10 * time.Second,
 			CheckpointInterval: time.Second,
+			StallTimeout:       30 * time.Minute,
 		},
 		Batching: Batching{
 			BatchSize:                      100,

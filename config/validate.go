@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -9,6 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/itchyny/gojq"
+
+	"github.com/shardhose/shardhose/sinks/s3/prefix"
 )
 
 // FieldError is one problem with one key. Key is the dotted key (sinks are written sinks[0].s3.bucket;
@@ -142,6 +147,7 @@ func (c *Config) Validate() error {
 	v.sinks(c.Sinks)
 	v.deadLetter(c.DeadLetter)
 	v.processingNeedsDeadLetter(c.Processing, c.DeadLetter)
+	v.stallAboveBuffering(c.Leases.StallTimeout, c.Sinks)
 	v.durationMin("shutdown.drain_timeout", c.Shutdown.DrainTimeout, time.Nanosecond)
 	v.oneOf("log.format", c.Log.Format, logFormats)
 	v.oneOf("log.level", c.Log.Level, logLevels)
@@ -334,6 +340,9 @@ func (v *checker) leases(l Leases) {
 	v.durationMin("leases.shard_sync_interval", l.ShardSyncInterval, time.Second)
 	v.durationMin("leases.checkpoint_interval", l.CheckpointInterval, time.Nanosecond)
 	v.intMin("leases.max_leases_per_worker", l.MaxLeasesPerWorker, 0)
+	if l.StallTimeout > 0 && l.StallTimeout < time.Minute {
+		v.add("leases.stall_timeout", l.StallTimeout.String(), "is out of range: allowed 0 (off) or 1m and more")
+	}
 }
 
 func (v *checker) batching(b Batching) {
@@ -419,11 +428,111 @@ func (v *checker) s3(p string, s S3Sink) {
 	case !bucketNameRe.MatchString(s.Bucket):
 		v.add(p+".bucket", strconv.Quote(s.Bucket), "is not an S3 bucket name: 3 to 63 characters from a-z, 0-9, . - starting and ending with a letter or digit")
 	}
-	v.oneOf(p+".compression", s.Compression, compressions)
+	// The s3 sink's own list: backups (the shared compressions list) take GZIP and UNCOMPRESSED only.
+	s3Compressions := []string{"GZIP", "SNAPPY", "ZSTD", "UNCOMPRESSED"}
+	dfc := s.DataFormatConversion
+	dp := s.DynamicPartitioning
+	dpOn := dp != nil && dp.Enabled
+	v.oneOf(p+".compression", s.Compression, s3Compressions)
+	if dfc != nil && !v.bad(p+".compression") && s.Compression != "UNCOMPRESSED" {
+		v.add(p+".compression", strconv.Quote(s.Compression), "is not allowed with Parquet output: use UNCOMPRESSED (Parquet compresses its columns with Snappy)")
+	}
+	if dfc != nil {
+		if h := s.BufferingHints.SizeInMBs; h < 64 || h > 128 {
+			v.add(p+".buffering_hints.size_in_mbs", strconv.Itoa(h), "is out of range: with Parquet, size_in_mbs must be 64 to 128")
+		}
+	}
 	v.intRange(p+".buffering_hints.size_in_mbs", s.BufferingHints.SizeInMBs, 1, 128)
+	if dpOn && s.BufferingHints.IntervalInSeconds == 0 {
+		v.add(p+".buffering_hints.interval_in_seconds", "0", "is out of range: with dynamic partitioning allowed 1 to 900 (there is no zero buffering with it, as in Firehose)")
+	}
 	v.intRange(p+".buffering_hints.interval_in_seconds", s.BufferingHints.IntervalInSeconds, 0, 900)
 	v.intRange(p+".max_uploads", s.MaxUploads, 1, 64)
 	v.retry(p+".retry", s.Retry)
+
+	// Prefixes, with Firehose's rules (sinks/s3/prefix holds them for the sink as well).
+	data, err := prefix.Parse(s.Prefix, prefix.Rules{
+		PartitionKeys: dpOn,
+		Queries: func(key string) bool {
+			if dp == nil {
+				return false
+			}
+			_, ok := dp.Queries[key]
+			return ok
+		},
+	})
+	switch {
+	case err != nil:
+		v.add(p+".prefix", strconv.Quote(s.Prefix), "is not a valid prefix: "+err.Error())
+	case dpOn && len(data.Keys()) == 0:
+		v.add(p+".prefix", strconv.Quote(s.Prefix), "uses no partition key: with dynamic_partitioning.enabled it must use !{partitionKeyFromQuery:key} or !{partitionKeyFromLambda:key}")
+	}
+	switch ep := s.ErrorOutputPrefix; {
+	case ep == "" && (dpOn || strings.Contains(s.Prefix, "!{")):
+		v.missing(p+".error_output_prefix", "required when the prefix has expressions or dynamic partitioning is enabled (Firehose's rule): records that cannot be delivered go there, e.g. \"errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/\"")
+	case strings.Contains(ep, "!{"):
+		if _, err := prefix.Parse(ep, prefix.Rules{Error: true}); err != nil {
+			v.add(p+".error_output_prefix", strconv.Quote(ep), "is not a valid error output prefix: "+err.Error())
+		}
+	}
+
+	if dpOn {
+		dpp := p + ".dynamic_partitioning"
+		for _, name := range slices.Sorted(maps.Keys(dp.Queries)) {
+			key := dpp + ".queries." + name
+			q := dp.Queries[name]
+			switch {
+			case !prefix.ValidKeyName(name):
+				v.add(key, "", "is not a partition key name: use letters, digits, _ and - only")
+			case strings.TrimSpace(q) == "":
+				v.missing(key, "write the jq query that gives the key's value, e.g. \".event_type\"")
+			default:
+				parsed, err := gojq.Parse(q)
+				if err == nil {
+					_, err = gojq.Compile(parsed)
+				}
+				if err != nil {
+					v.add(key, strconv.Quote(q), "is not a valid jq query: "+err.Error())
+				} else if data != nil && !slices.Contains(data.Keys(), prefix.Key{Name: name}) {
+					v.add(key, strconv.Quote(q), "is not used by the prefix: use it with !{partitionKeyFromQuery:"+name+"} or remove it")
+				}
+			}
+		}
+		if dp.MaxActivePartitions != 0 {
+			v.intRange(dpp+".max_active_partitions", dp.MaxActivePartitions, 1, 5000)
+		}
+		if dp.MaxBufferedMBs != 0 {
+			if size := s.BufferingHints.SizeInMBs; !v.bad(p+".buffering_hints.size_in_mbs") && dp.MaxBufferedMBs < size {
+				v.add(dpp+".max_buffered_mbs", strconv.Itoa(dp.MaxBufferedMBs), fmt.Sprintf("is out of range: allowed buffering_hints.size_in_mbs (%d) or more, so one partition can fill its buffer", size))
+			}
+			v.intRange(dpp+".max_buffered_mbs", dp.MaxBufferedMBs, 1, 65536)
+		}
+	}
+
+	if dfc != nil {
+		dp := p + ".data_format_conversion"
+		v.oneOf(dp+".output_format", dfc.OutputFormat, []string{"PARQUET"})
+		if len(dfc.Schema) == 0 {
+			v.missing(dp+".schema", "list the columns, each with name, type and required")
+		}
+		types := []string{"string", "int64", "double", "boolean", "timestamp_millis"}
+		nameRe := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,254}$`)
+		seen := map[string]int{}
+		for i, c := range dfc.Schema {
+			cp := fmt.Sprintf("%s.schema[%d]", dp, i)
+			switch j, dup := seen[c.Name]; {
+			case c.Name == "":
+				v.missing(cp+".name", "name the column")
+			case !nameRe.MatchString(c.Name):
+				v.add(cp+".name", strconv.Quote(c.Name), "is not a column name: a letter or _ followed by letters, digits or _")
+			case dup:
+				v.add(cp+".name", strconv.Quote(c.Name), fmt.Sprintf("is already the name of schema[%d]: names must be unique", j))
+			default:
+				seen[c.Name] = i
+			}
+			v.oneOf(cp+".type", c.Type, types)
+		}
+	}
 }
 
 func (v *checker) retry(p string, r Retry) {
@@ -457,6 +566,31 @@ func walkValues(v reflect.Value, prefix string, fn func(key string, f reflect.Va
 			}
 		default:
 			fn(key, f)
+		}
+	}
+}
+
+// stallAboveBuffering refuses a stall timeout no longer than a sink's buffering interval: records
+// waiting for their interval would look stalled.
+func (v *checker) stallAboveBuffering(stall time.Duration, sinks []Sink) {
+	if stall <= 0 || v.bad("leases.stall_timeout") {
+		return
+	}
+	for i, s := range sinks {
+		var interval int
+		switch {
+		case s.S3 != nil:
+			interval = s.S3.BufferingHints.IntervalInSeconds
+		case s.HTTP != nil:
+			interval = s.HTTP.BufferingHints.IntervalInSeconds
+		case s.OpenSearch != nil:
+			interval = s.OpenSearch.BufferingHints.IntervalInSeconds
+		case s.Firehose != nil:
+			interval = s.Firehose.BufferingHints.IntervalInSeconds
+		}
+		if d := time.Duration(interval) * time.Second; d > 0 && stall <= d {
+			v.add("leases.stall_timeout", stall.String(), fmt.Sprintf("is out of range: must be longer than sinks[%d]'s buffering interval (%s), or 0 (off)", i, d))
+			return
 		}
 	}
 }

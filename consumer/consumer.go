@@ -57,6 +57,10 @@ type Options struct {
 	Clock       clock.Clock
 	Logger      *slog.Logger
 	Hooks       hooks.Set
+	// StallTimeout, when positive, is how long a shard may hold records read but not yet
+	// delivered without its safe position moving before the consumer reports it, releases its
+	// lease and reads it again from the checkpoint (see checkStalls). Zero turns this off.
+	StallTimeout time.Duration
 }
 
 // StartupError is returned by Run when the consumer cannot start: the stream or the lease table is
@@ -97,6 +101,7 @@ type Consumer struct {
 	mu       sync.Mutex
 	workers  map[string]*shardWorker
 	inStream map[string]bool // shards ListShards returned last time
+	stalls   stallWatch      // used by the Run goroutine only
 
 	events       chan workerEvent
 	stopOnce     sync.Once

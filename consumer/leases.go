@@ -3,21 +3,56 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/shardhose/shardhose/checkpoint"
 	"github.com/shardhose/shardhose/hooks"
+	"github.com/shardhose/shardhose/record"
 )
 
 // workerEvent tells the coordinator that a shard worker has finished on its own.
 type workerEvent struct {
 	shardID string
-	reason  string // "shard end", "lease lost", "handed off", "failed"
+	reason  string // "shard end", "lease lost", "handed off", "stalled", "failed: ..."
+}
+
+// now reads the lease's clock; a heldLease made without one (in tests) uses the system clock.
+func (h *heldLease) now() time.Time {
+	if h.clock == nil {
+		return time.Now()
+	}
+	return h.clock.Now()
+}
+
+// trusted reports whether this worker may still act on the lease: it has not been lost or
+// released, and a write that extended it was sent less than a lease duration ago by the local
+// clock. Past that, other workers may already have seen the lease expire and taken it (a worker
+// paused by the OS, a long GC, a partition from DynamoDB), and records read now must not be
+// handed on: they would be delivered by two owners, and a key's records could reach the sinks
+// out of order. The error wraps errLeaseGone; the shard stops, and if the lease is in fact still
+// this worker's, the next balance pass takes it again and resumes from the checkpoint.
+func (h *heldLease) trusted(leaseDuration time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone {
+		return errLeaseGone
+	}
+	if leaseDuration <= 0 || h.renewedAt.IsZero() {
+		return nil
+	}
+	if age := h.now().Sub(h.renewedAt); age >= leaseDuration {
+		return fmt.Errorf("%w: last extended %s ago, longer than the lease duration %s; another worker may hold it now",
+			errLeaseGone, age.Round(time.Millisecond), leaseDuration)
+	}
+	return nil
 }
 
 func (c *Consumer) handleEvent(ev workerEvent) {
@@ -72,6 +107,59 @@ func (c *Consumer) renewAll(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	c.checkStalls(ctx, workers)
+}
+
+// stallWatch remembers, per shard worker, since when its shard has made no progress.
+type stallWatch struct {
+	marks map[*shardWorker]progressMark
+}
+
+type progressMark struct {
+	safe  record.Position
+	since time.Time // local clock
+}
+
+// checkStalls finds the shards that hold records read but not delivered while their safe
+// position has not moved for Options.StallTimeout: a sink or processor that never acknowledges,
+// a pipeline blocked for ever. Each is reported and restarted (restartStalled). A shard with
+// nothing in flight is idle, not stalled, however long it waits for new records.
+func (c *Consumer) checkStalls(ctx context.Context, workers []*shardWorker) {
+	limit := c.opts.StallTimeout
+	if limit <= 0 {
+		return
+	}
+	now := c.opts.Clock.Now()
+	marks := make(map[*shardWorker]progressMark, len(workers))
+	for _, w := range workers {
+		safe := w.tracker.safePosition()
+		_, inFlight := w.tracker.pending()
+		m, ok := c.stalls.marks[w]
+		if !ok || inFlight == 0 || safe != m.safe {
+			marks[w] = progressMark{safe: safe, since: now}
+			continue
+		}
+		marks[w] = m
+		if idle := now.Sub(m.since); idle >= limit && w.startHandOff() {
+			c.log.Error("shard stalled: records read are not being delivered; releasing its lease to read it again from the checkpoint",
+				"shard", w.shardID, "stalled_for", idle.String(), "undelivered", inFlight, "checkpoint", safe.String(), "stall_timeout", limit.String())
+			go c.restartStalled(ctx, w)
+		}
+	}
+	c.stalls.marks = marks
+}
+
+// restartStalled stops a stalled shard: it stops the reader, gives what was read a renewal
+// interval to be delivered, writes the checkpoint it has (records after it are read again),
+// and releases the lease. The next balance pass takes the lease again, here or on another
+// worker, with a new reader and a new pipeline.
+func (c *Consumer) restartStalled(ctx context.Context, w *shardWorker) {
+	w.stopReading()
+	waitCtx, cancel := context.WithTimeout(ctx, c.opts.Leases.RenewInterval)
+	defer cancel()
+	w.waitReader(waitCtx)
+	w.finish(waitCtx, ctx, "stalled")
+	c.post(workerEvent{w.shardID, "stalled"})
 }
 
 // handOff gives a shard to the worker that claimed it: stop reading, deliver what was read, write
@@ -177,11 +265,17 @@ func (c *Consumer) balance(ctx context.Context) {
 	var eligible []checkpoint.Lease
 	for _, l := range leases {
 		if l.ShardEnd {
-			if !inStream[l.ShardID] {
+			if gone(l.ShardID, leases, inStream) {
 				if err := c.opts.Table.Delete(ctx, l); err == nil {
 					c.log.Info("deleted the lease of a finished shard the stream no longer lists", "shard", l.ShardID)
 				}
 			}
+			continue
+		}
+		if !inStream[l.ShardID] {
+			// Either the shard left the stream before it was read to its end (its records
+			// expired: nothing is left to read), or it is newer than this worker's shard list
+			// (the next shard sync adds it). Neither can be read now.
 			continue
 		}
 		if parentsDone(l, byID, inStream) {
@@ -192,11 +286,24 @@ func (c *Consumer) balance(ctx context.Context) {
 		return
 	}
 
-	// Live workers: owners of leases that have not expired, and this one.
+	// Live workers and their loads: owners of leases that have not expired, and this one. A
+	// lease being handed over (claimed, or released for its claimant) counts for the claimant,
+	// so that two workers short of leases do not both claim from one owner to fill one gap.
 	load := map[string]int{me: held}
 	for _, l := range eligible {
-		if l.Owner != "" && l.Owner != me && !c.expiry.Expired(l) {
-			load[l.Owner]++
+		switch {
+		case l.Owner == me:
+		case l.Owner != "" && !c.expiry.Expired(l):
+			if l.ClaimRequest == "" {
+				load[l.Owner]++
+				break
+			}
+			load[l.ClaimRequest]++
+			if _, ok := load[l.Owner]; !ok {
+				load[l.Owner] = 0 // alive, though all it holds so far is being handed over
+			}
+		case l.Owner == "" && l.ClaimRequest != "" && !c.expiry.ClaimAbandoned(l):
+			load[l.ClaimRequest]++
 		}
 	}
 	target := (len(eligible) + len(load) - 1) / len(load)
@@ -224,8 +331,9 @@ func (c *Consumer) balance(ctx context.Context) {
 		switch {
 		case l.ClaimRequest == me:
 			claimedByMe = append(claimedByMe, l)
-		case l.ClaimRequest != "" && !c.expiry.Expired(l):
-			// Released for another worker that claimed it; leave it to them unless they never come.
+		case l.ClaimRequest != "" && !c.expiry.Expired(l) && !c.expiry.ClaimAbandoned(l):
+			// Released for another worker that claimed it; leave it to them unless they never
+			// come (ClaimAbandoned: a lease duration without the claimant taking it).
 		default:
 			free = append(free, l)
 		}
@@ -278,20 +386,35 @@ func (c *Consumer) balance(ctx context.Context) {
 	}
 }
 
-// parentsDone reports whether every parent of l has been read to its end. A parent with no row
-// counts as done only when the stream no longer lists it (its data has expired).
+// parentsDone reports whether every parent of l has been read to its end: its row says
+// SHARD_END, or it has left the stream (its records expired, so nothing of it is left to read,
+// whether or not its row ever reached SHARD_END). l must be in inStream: only a shard list that
+// holds the child is recent enough to tell that a parent has left, since Kinesis lists a parent
+// for as long as it holds records, and a parent is older than its children.
 func parentsDone(l checkpoint.Lease, byID map[string]checkpoint.Lease, inStream map[string]bool) bool {
 	for _, p := range l.ParentShardIDs {
-		row, ok := byID[p]
-		if ok {
-			if !row.ShardEnd {
-				return false
-			}
+		if row, ok := byID[p]; ok && row.ShardEnd {
 			continue
 		}
-		if inStream[p] {
+		if inStream[p] || !inStream[l.ShardID] {
 			return false
 		}
 	}
 	return true
+}
+
+// gone reports whether the finished shard id has left the stream, so its row can be deleted:
+// the shard list does not hold it but holds one of its children. A list that holds neither may
+// be older than the shard itself (a child made and read to its end between two shard syncs),
+// and deleting that row would have the shard read again from its start.
+func gone(id string, leases []checkpoint.Lease, inStream map[string]bool) bool {
+	if inStream[id] {
+		return false
+	}
+	for _, l := range leases {
+		if inStream[l.ShardID] && slices.Contains(l.ParentShardIDs, id) {
+			return true
+		}
+	}
+	return false
 }

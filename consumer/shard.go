@@ -10,6 +10,7 @@ import (
 
 	"github.com/shardhose/shardhose/checkpoint"
 	"github.com/shardhose/shardhose/hooks"
+	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/record"
 )
 
@@ -22,6 +23,10 @@ type heldLease struct {
 	mu    sync.Mutex
 	lease checkpoint.Lease
 	gone  bool
+	clock clock.Clock
+	// renewedAt is when (local clock) the last write that extended the lease was sent; the
+	// lease is trusted for a lease duration from then (see trusted in leases.go).
+	renewedAt time.Time
 }
 
 func (h *heldLease) renew(ctx context.Context, t LeaseTable) (claim string, err error) {
@@ -30,6 +35,7 @@ func (h *heldLease) renew(ctx context.Context, t LeaseTable) (claim string, err 
 	if h.gone {
 		return "", errLeaseGone
 	}
+	sent := h.now()
 	l, err := t.Renew(ctx, h.lease)
 	if err != nil {
 		if errors.Is(err, checkpoint.ErrLeaseLost) {
@@ -38,6 +44,7 @@ func (h *heldLease) renew(ctx context.Context, t LeaseTable) (claim string, err 
 		return "", err
 	}
 	h.lease = l
+	h.renewedAt = sent
 	return l.ClaimRequest, nil
 }
 
@@ -51,6 +58,7 @@ func (h *heldLease) checkpoint(ctx context.Context, t LeaseTable, pos record.Pos
 	if !shardEnd && (pos.IsZero() || pos.Compare(h.lease.Checkpoint) <= 0) {
 		return false, nil
 	}
+	sent := h.now()
 	l, err := t.Checkpoint(ctx, h.lease, pos, shardEnd)
 	if err != nil {
 		if errors.Is(err, checkpoint.ErrLeaseLost) {
@@ -59,6 +67,7 @@ func (h *heldLease) checkpoint(ctx context.Context, t LeaseTable, pos record.Pos
 		return false, err
 	}
 	h.lease = l
+	h.renewedAt = sent
 	return true, nil
 }
 
@@ -109,7 +118,7 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 	w := &shardWorker{
 		c:          c,
 		shardID:    l.ShardID,
-		lease:      &heldLease{lease: l},
+		lease:      &heldLease{lease: l, clock: c.opts.Clock, renewedAt: c.opts.Clock.Now()},
 		tracker:    newTracker(l.Checkpoint, c.opts.Batching.MaxInFlightRecords),
 		pipeline:   c.opts.NewPipeline(ctx, l.ShardID),
 		ctx:        ctx,
@@ -164,6 +173,11 @@ func (w *shardWorker) read(ctx context.Context, start startPosition) {
 		return
 	}
 	if err != nil && ctx.Err() == nil {
+		if errors.Is(err, errLeaseGone) {
+			w.c.log.Warn("lease lost: not handing on records of a lease another worker may hold; stopping the shard", "shard", w.shardID, "error", err)
+			w.c.post(workerEvent{w.shardID, "lease lost"})
+			return
+		}
 		w.c.log.Error("shard reader stopped", "shard", w.shardID, "error", err)
 		w.c.post(workerEvent{w.shardID, "failed: " + err.Error()})
 	}
@@ -215,6 +229,9 @@ func (w *shardWorker) flushGathered(ctx context.Context) error {
 
 // handOn registers one batch with the tracker and gives it to the pipeline.
 func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
+	if err := w.lease.trusted(w.c.opts.Leases.LeaseDuration); err != nil {
+		return err
+	}
 	newest := batch[len(batch)-1].ApproximateArrivalTimestamp
 	age := w.c.opts.Clock.Now().Sub(newest)
 	hooks.Each(w.c.opts.Hooks, func(h hooks.IteratorAge) { h.OnIteratorAge(w.c.streamName, w.shardID, age) })
@@ -224,10 +241,31 @@ func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
 		return err
 	}
 	if err := w.pipeline.Handle(ctx, batch, tk.ack); err != nil {
+		// Refused (the reader is being stopped): done will never be called, so the batch must
+		// not hold up the drain. Its records stay after the checkpoint and are read again.
+		w.tracker.withdraw(tk)
 		return err
 	}
 	w.c.log.Debug("records handed on", "shard", w.shardID, "records", len(batch), "last", batch[len(batch)-1].Position().String())
 	return nil
+}
+
+// withdraw removes the ticket of a batch the pipeline refused, so that waitDrained and the
+// in-flight count no longer wait for it. It must be the newest ticket: the shard's reader adds
+// and hands on one batch at a time. Acks that still arrive for it are ignored.
+func (t *tracker) withdraw(k *ticket) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.batches)
+	if n == 0 || t.batches[n-1] != k {
+		return
+	}
+	t.batches[n-1] = nil
+	t.batches = t.batches[:n-1]
+	t.inFlight -= k.records
+	k.pending = 0
+	close(t.room)
+	t.room = make(chan struct{})
 }
 
 // checkpointLoop writes the safe position every checkpoint interval while the worker runs.

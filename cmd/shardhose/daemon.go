@@ -107,16 +107,17 @@ func runDaemon(args []string) (int, error) {
 		LeaseDuration: cfg.Leases.LeaseDuration, Clock: clk, Logger: log,
 	})
 	c, err := consumer.New(consumer.Options{
-		WorkerID:    cfg.Leases.WorkerID,
-		Stream:      cfg.Stream,
-		Leases:      cfg.Leases,
-		Batching:    cfg.Batching,
-		Kinesis:     kin,
-		Table:       table,
-		Sinks:       rt.sinks,
-		NewPipeline: rt.pipeline,
-		Clock:       clk,
-		Logger:      log,
+		WorkerID:     cfg.Leases.WorkerID,
+		Stream:       cfg.Stream,
+		Leases:       cfg.Leases,
+		Batching:     cfg.Batching,
+		Kinesis:      kin,
+		Table:        table,
+		Sinks:        rt.sinks,
+		NewPipeline:  rt.pipeline,
+		StallTimeout: cfg.Leases.StallTimeout,
+		Clock:        clk,
+		Logger:       log,
 	})
 	if err != nil {
 		closeBuilt()
@@ -184,7 +185,7 @@ func checkBucket(ctx context.Context, c *awss3.Client, bucket, endpoint string) 
 	case errors.As(err, &notFound), errors.As(err, &resp) && resp.HTTPStatusCode() == 404:
 		return fmt.Errorf("bucket %q does not exist at %s", bucket, where)
 	case errors.As(err, &resp) && resp.HTTPStatusCode() == 403:
-		return fmt.Errorf("bucket %q at %s: access denied (needs s3:ListBucket and s3:PutObject)", bucket, where)
+		return fmt.Errorf("bucket %q at %s: access denied (needs s3:ListBucket, s3:PutObject and s3:AbortMultipartUpload)", bucket, where)
 	}
 	return fmt.Errorf("bucket %q at %s cannot be used: %w", bucket, where, err)
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/record"
+	"github.com/shardhose/shardhose/sinks/backup"
 )
 
 // fakeS3 is an in-memory PutObjectAPI. It can fail the next N calls, fail while a switch is on,
@@ -30,6 +32,15 @@ type fakeS3 struct {
 	hold     chan struct{} // when not nil, calls wait until it is closed
 	entered  chan string   // when not nil, receives the key of each call as it starts
 	changed  chan struct{}
+
+	// Multipart uploads (see multipart_fake_test.go).
+	uploads       map[string]*fakeUpload // by upload id
+	nextUpload    int
+	failParts     int // fail this many more UploadPart calls
+	partCalls     int
+	aborted       []string // upload ids
+	completed     []string // upload ids
+	createdChecks []string // ChecksumAlgorithm of each CreateMultipartUpload
 }
 
 type storedObject struct {
@@ -41,7 +52,7 @@ type storedObject struct {
 var errInjected = errors.New("injected failure")
 
 func newFakeS3() *fakeS3 {
-	return &fakeS3{objects: map[string]storedObject{}, changed: make(chan struct{})}
+	return &fakeS3{objects: map[string]storedObject{}, uploads: map[string]*fakeUpload{}, changed: make(chan struct{})}
 }
 
 func (f *fakeS3) PutObject(ctx context.Context, in *awss3.PutObjectInput, _ ...func(*awss3.Options)) (*awss3.PutObjectOutput, error) {
@@ -227,4 +238,29 @@ func tail(b []byte) []byte {
 		return b[len(b)-40:]
 	}
 	return b
+}
+
+// recordingWriter is a backup.Writer that keeps what it is given.
+type recordingWriter struct {
+	mu      sync.Mutex
+	folders []string
+	recs    []backup.ErrorRecord
+}
+
+func (w *recordingWriter) WriteErrors(_ context.Context, folder string, recs []backup.ErrorRecord) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.folders = append(w.folders, folder)
+	w.recs = append(w.recs, recs...)
+	return nil
+}
+
+func (w *recordingWriter) WriteRaw(context.Context, []record.Record) error {
+	return errors.New("recordingWriter: WriteRaw is not used by the s3 sink")
+}
+
+func (w *recordingWriter) get() ([]string, []backup.ErrorRecord) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.folders...), append([]backup.ErrorRecord(nil), w.recs...)
 }

@@ -1,20 +1,21 @@
-// Package s3 is a Firehose-style Amazon S3 sink: it buffers records by size and interval,
-// compresses them as they arrive, and writes each buffer as one object under Firehose's key
-// layout. A record is acknowledged only after the object holding it was written; a failed write is
-// retried until it succeeds or the sink is closed, so nothing is ever dropped.
+// Package s3 is a Firehose-style Amazon S3 sink: it buffers records by size and interval, writes
+// each buffer as one object (GZIP, Snappy, ZSTD or uncompressed records, or a Parquet file) under
+// Firehose's key layout and prefix expressions, and partitions records by keys taken from their
+// JSON or from the transform (dynamic partitioning). Records that cannot be delivered as data
+// (they do not fit the Parquet schema, or their partition cannot be worked out) go to the error
+// output prefix as Firehose error records. A record is acknowledged only after the object holding
+// it, or its error record, was written; a failed write is retried until it succeeds or the sink
+// is closed, so nothing is ever dropped.
 package s3
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/hooks"
@@ -22,12 +23,8 @@ import (
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
+	"github.com/shardhose/shardhose/sinks/backup"
 )
-
-// PutObjectAPI is the part of the S3 client the sink uses; *awss3.Client implements it.
-type PutObjectAPI interface {
-	PutObject(ctx context.Context, in *awss3.PutObjectInput, optFns ...func(*awss3.Options)) (*awss3.PutObjectOutput, error)
-}
 
 // Options configures a Sink. Name, Config and Client are required; the rest have defaults.
 type Options struct {
@@ -36,93 +33,148 @@ type Options struct {
 	Name string
 	// Config is the sink's section, with config.S3Defaults already applied.
 	Config config.S3Sink
+	// Client writes the objects. When it also implements MultipartAPI (as *awss3.Client does),
+	// objects of MultipartThreshold bytes or more are uploaded in parts.
 	Client PutObjectAPI
-	// Clock drives the buffering interval and the waits between retries; nil means clock.Real().
+	// Errors, when set, receives the error records (WriteErrors with folders
+	// "format-conversion-failed/" and "partitioning-failed/") instead of the sink's own error
+	// output. Leave it nil to have the sink write them to its bucket under error_output_prefix with
+	// Firehose's expressions evaluated, which a backup.S3Writer (literal prefixes only) cannot do.
+	// It must retry until it succeeds or its ctx ends, as backup.Writer requires.
+	Errors backup.Writer
+	// Clock drives the buffering intervals and the waits between retries; nil means clock.Real().
 	Clock clock.Clock
-	// Logger receives one line per failed PUT; nil discards.
+	// Logger receives one line per failed PUT and per error object; nil discards.
 	Logger *slog.Logger
 	Hooks  hooks.Set
 }
 
 // Sink writes records to S3 as Firehose does. It implements sinks.Sink.
 //
-// Buffering: records go into one current object until its uncompressed size reaches
-// buffering_hints.size_in_mbs MiB, or interval_in_seconds pass after its first record arrived
-// (interval 0: at the end of every Write, or as soon as an upload slot frees). A record that would
-// overflow the buffer starts a new object; a record bigger than the buffer gets an object of its own.
+// Buffering: records go into the open buffer of their partition (there is one partition unless
+// dynamic partitioning is on) until its size reaches buffering_hints.size_in_mbs MiB, or
+// interval_in_seconds pass after its first record arrived (interval 0: at the end of every Write,
+// or as soon as an upload slot frees); then the buffer is sealed and written as one object. Each
+// partition counts its own size and interval. A record that would overflow a buffer seals it
+// first; a record bigger than the buffer gets an object of its own. Sizes count record data
+// (with its delimiter) before compression; a Parquet file or compressed object is smaller.
 //
-// Ordering: the records of one Write keep their order within and across the objects that hold
-// them. Writes from different goroutines interleave in the order they take the sink's lock; an
-// object can hold records of many Writes.
+// Dynamic partitioning: a record's partition is the values of the partition keys the prefix
+// reads (jq queries over its JSON, keys the transform returned). At most
+// dynamic_partitioning.max_active_partitions partitions are active at once (a partition is
+// active from its first buffered record until its last object is written); a record of a new
+// partition beyond that goes to the error output as partitioning-failed, as does a record whose
+// keys cannot be worked out. Memory: the open buffers of all partitions together hold at most
+// dynamic_partitioning.max_buffered_mbs MiB; a record that would pass that seals the largest open
+// buffer first. So the sink holds at most max_buffered_mbs of open buffers plus max_uploads
+// sealed objects (each up to size_in_mbs, and its encoded body while it is being written).
 //
-// Failure: a failed PutObject is retried (config Retry: exponential backoff, 15% jitter) without
-// end, until it succeeds or Close's ctx ends. Every failed attempt is logged (Warn) and reported to
-// hooks.DeliveryFailed; an object given up on at Close is logged (Error). Records are
-// acknowledged only once the object holding them is written. hooks.Delivered gets each written
-// object's record count, its size as stored (compressed), and the time from its first attempt.
+// Encoding: a sealed buffer is compressed, or converted to Parquet, in its upload goroutine, off
+// the sink's lock: Writes only append references to the records (which the sinks.Sink contract
+// lets a sink keep until delivery), and several objects encode at once on several cores.
 //
-// Backpressure: at most max_uploads objects are being written (or waiting to retry) at once. While
-// that many are pending, a Write that would have to close the current object blocks, so memory
-// stays near (max_uploads+1) × the buffer size. A single Write larger than that is admitted only
-// when nothing is pending and then holds its own records' worth beyond the bound.
+// Ordering: records of one Write keep their order within each object. Writes from different
+// goroutines interleave in the order they take the sink's lock.
+//
+// Failure: a failed PutObject (or multipart upload, which is then aborted and started again) is
+// retried (config Retry: exponential backoff, 15% jitter) without end, until it succeeds or
+// Close's ctx ends. Every failed attempt is logged (Warn) and reported to hooks.DeliveryFailed; an
+// object given up on at Close is logged (Error). hooks.Delivered gets each written data object's
+// record count, its size as stored, and the time from its first attempt. Error records are
+// written before the object of the same buffer, with the same retries.
+//
+// Acknowledgement: a Write's done is called once, after every one of its records is in a written
+// object or written to the error output.
+//
+// Backpressure: at most max_uploads objects are being written (or waiting to retry) at once.
+// While that many are pending, a Write that needs to seal a buffer blocks (behind Writes blocked
+// before it), so memory stays bounded as above. If its ctx ends, or Close begins, it returns
+// that error; records it had already buffered may still be delivered, but its done is never
+// called (the sinks.Sink contract).
 //
 // All methods are safe for concurrent use.
 type Sink struct {
-	name       string
-	bucket     string
-	client     PutObjectAPI
-	clock      clock.Clock
-	log        *slog.Logger
-	hooks      hooks.Set
-	policy     retry.Policy
-	format     format
-	keys       keyBuilder
-	newline    bool
-	limit      int           // buffer size, uncompressed bytes
-	interval   time.Duration // 0: close the current object after every Write
-	maxUploads int
-	slots      chan struct{} // one token per concurrent PutObject
+	name          string
+	bucket        string
+	client        PutObjectAPI
+	multipart     MultipartAPI // nil: every object is one PutObject
+	clock         clock.Clock
+	log           *slog.Logger
+	hooks         hooks.Set
+	policy        retry.Policy
+	format        format
+	keys          keyBuilder   // data objects
+	errs          errorWriter  // error records
+	parts         *partitioner // nil without dynamic partitioning
+	newline       bool
+	limit         int           // one buffer's size, bytes before encoding
+	memLimit      int           // all open buffers together
+	maxActive     int           // active partitions (dynamic partitioning)
+	interval      time.Duration // 0: seal the open buffers after every Write
+	maxUploads    int
+	slots         chan struct{} // one token per concurrent upload
+	partThreshold int           // bodies this large go up in parts (MultipartThreshold)
+	partSize      int           // of multipartPartSize bytes
 
 	life     *lifetime
 	wg       sync.WaitGroup // upload and interval goroutines
 	stopOnce sync.Once
 
-	mu      sync.Mutex
-	cur     *object              // the object being filled; nil when empty
-	sealDue bool                 // cur is due (interval or Flush) but waits for an upload slot
-	uploads int                  // sealed objects not yet written: what max_uploads caps
-	pending map[*object]struct{} // sealed objects whose done callbacks have not all run yet
-	admit   []*ticket            // blocked Writes, first come first served
-	changed chan struct{}        // closed and replaced when an admission condition may have changed
-	closing bool                 // Close has begun: Write returns ErrClosed
-	stopped bool                 // goroutines stopped: nothing more will be written
+	mu        sync.Mutex
+	open      map[bufKey]*object   // open buffers
+	openBytes int                  // their sizes, summed
+	active    map[string]int       // partition id → open buffer and pending objects holding it
+	due       []*object            // open buffers due (interval or Flush) but waiting for a slot
+	uploads   int                  // sealed objects not yet written: what max_uploads caps
+	pending   map[*object]struct{} // sealed objects whose done callbacks have not all run yet
+	admit     []*ticket            // blocked Writes, first come first served
+	changed   chan struct{}        // closed and replaced when a blocked Write may go on
+	closing   bool                 // Close has begun: Write returns ErrClosed
+	stopped   bool                 // goroutines stopped: nothing more will be written
 }
 
 var _ sinks.Sink = (*Sink)(nil)
 
-// object is one S3 object, first being filled, then being written.
+// bufKey names an open buffer: a data partition, or the error records of one error output type.
+type bufKey struct {
+	errorOutputType string // "" for data
+	partition       string // partition id: the key values joined by NUL; "" without partitioning
+}
+
+// object is one buffer, first open (taking records), then sealed (being written).
 type object struct {
-	enc     encoder
+	bk      bufKey
+	keys    []string             // partition key values, for the prefix
+	recs    []*record.Record     // data records
+	errs    []backup.ErrorRecord // error records
 	records int
-	size    int // uncompressed bytes, delimiters included
+	size    int // bytes counted against the limits
 	oldest  time.Time
 	acks    []*ack        // the Writes with records in the object
 	flushes []*ack        // the Flushes waiting for the object
 	timer   clock.Timer   // the interval timer; nil when interval is 0
 	sealed  chan struct{} // closed when the object stops taking records
-	// Set when sealed.
-	key  string
-	body []byte
-	err  error // encoding failed: the object cannot be written
+	due     bool          // in Sink.due
 }
 
-// ack counts the objects a Write (or a Flush) still waits for; fn runs when it reaches zero.
+func (o *object) isData() bool { return o.bk.errorOutputType == "" }
+
+// ack counts the objects a Write (or a Flush) still waits for; fn runs when it reaches zero. A
+// Write holds one count of its own while it adds records, so that its done cannot run before
+// the last record is in; fn is nil for a Write that returned an error.
 type ack struct {
 	remaining int
 	fn        func()
 }
 
 type ticket struct{}
+
+// routed is a record's partition, worked out before the sink's lock is taken.
+type routed struct {
+	keys []string
+	id   string
+	fail *failure
+}
 
 // New validates opts and starts the sink. Every problem with the configuration is reported at once.
 func New(opts Options) (*Sink, error) {
@@ -137,19 +189,45 @@ func New(opts Options) (*Sink, error) {
 	if cfg.Bucket == "" {
 		problems = append(problems, errors.New("bucket: must be set"))
 	}
-	f, err := newFormat(cfg.Compression, cfg.AppendNewline)
+	f, err := newFormat(cfg)
 	if err != nil {
-		problems = append(problems, fmt.Errorf("compression: %w", err))
+		problems = append(problems, err)
 	}
-	keys, err := newKeyBuilder(cfg.Prefix, opts.Name, f.ext)
+	dataTmpl, err := dataPrefix(cfg)
 	if err != nil {
-		problems = append(problems, fmt.Errorf("prefix: %w", err))
+		problems = append(problems, err)
 	}
-	if h := cfg.BufferingHints.SizeInMBs; h < 1 || h > 128 {
-		problems = append(problems, fmt.Errorf("buffering_hints.size_in_mbs is %d: must be 1 to 128", h))
+	errTmpl, err := errorPrefix(cfg)
+	if err != nil {
+		problems = append(problems, err)
 	}
-	if h := cfg.BufferingHints.IntervalInSeconds; h < 0 || h > 900 {
-		problems = append(problems, fmt.Errorf("buffering_hints.interval_in_seconds is %d: must be 0 to 900", h))
+	dp := partitioning(cfg)
+	var parts *partitioner
+	if dp != nil && dataTmpl != nil {
+		if parts, err = newPartitioner(dp, dataTmpl); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	h := cfg.BufferingHints
+	switch {
+	case cfg.DataFormatConversion != nil && (h.SizeInMBs < 64 || h.SizeInMBs > 128):
+		problems = append(problems, fmt.Errorf("buffering_hints.size_in_mbs is %d: with Parquet, size_in_mbs must be 64 to 128 (Firehose's rule: a Parquet file needs data enough for its columns to compress)", h.SizeInMBs))
+	case h.SizeInMBs < 1 || h.SizeInMBs > 128:
+		problems = append(problems, fmt.Errorf("buffering_hints.size_in_mbs is %d: must be 1 to 128", h.SizeInMBs))
+	}
+	switch {
+	case h.IntervalInSeconds < 0 || h.IntervalInSeconds > 900:
+		problems = append(problems, fmt.Errorf("buffering_hints.interval_in_seconds is %d: must be 0 to 900", h.IntervalInSeconds))
+	case dp != nil && h.IntervalInSeconds == 0:
+		problems = append(problems, errors.New("buffering_hints.interval_in_seconds is 0: with dynamic partitioning it must be 1 to 900 (zero buffering is not available with it, as in Firehose)"))
+	}
+	if dp != nil {
+		if n := dp.ActivePartitions(); n < 1 {
+			problems = append(problems, fmt.Errorf("dynamic_partitioning.max_active_partitions is %d: must be at least 1 (0 means %d)", n, config.DefaultMaxActivePartitions))
+		}
+		if n := dp.BufferedMBs(); n < h.SizeInMBs {
+			problems = append(problems, fmt.Errorf("dynamic_partitioning.max_buffered_mbs is %d: must be at least buffering_hints.size_in_mbs (%d)", n, h.SizeInMBs))
+		}
 	}
 	if cfg.MaxUploads < 1 {
 		problems = append(problems, fmt.Errorf("max_uploads is %d: must be at least 1", cfg.MaxUploads))
@@ -180,17 +258,29 @@ func New(opts Options) (*Sink, error) {
 			Multiplier: 2,
 			Jitter:     0.15,
 		},
-		format:     f,
-		keys:       keys,
-		newline:    cfg.AppendNewline,
-		limit:      cfg.BufferingHints.SizeInMBs << 20,
-		interval:   time.Duration(cfg.BufferingHints.IntervalInSeconds) * time.Second,
-		maxUploads: cfg.MaxUploads,
-		slots:      make(chan struct{}, cfg.MaxUploads),
-		life:       newLifetime(),
-		pending:    make(map[*object]struct{}),
-		changed:    make(chan struct{}),
+		format:        f,
+		keys:          keyBuilder{prefix: dataTmpl, name: opts.Name, ext: f.ext, random: randomUUID},
+		parts:         parts,
+		newline:       cfg.AppendNewline,
+		limit:         h.SizeInMBs << 20,
+		memLimit:      h.SizeInMBs << 20,
+		maxActive:     1,
+		interval:      time.Duration(h.IntervalInSeconds) * time.Second,
+		maxUploads:    cfg.MaxUploads,
+		slots:         make(chan struct{}, cfg.MaxUploads),
+		partThreshold: MultipartThreshold,
+		partSize:      multipartPartSize,
+		life:          newLifetime(),
+		open:          make(map[bufKey]*object),
+		active:        make(map[string]int),
+		pending:       make(map[*object]struct{}),
+		changed:       make(chan struct{}),
 	}
+	if dp != nil {
+		s.memLimit = dp.BufferedMBs() << 20
+		s.maxActive = dp.ActivePartitions()
+	}
+	s.multipart, _ = opts.Client.(MultipartAPI)
 	if s.clock == nil {
 		s.clock = clock.Real()
 	}
@@ -198,24 +288,41 @@ func New(opts Options) (*Sink, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("sink", s.name)
+	s.errs = opts.Errors
+	if s.errs == nil {
+		errExt := ""
+		if cfg.Compression == CompressionGZIP {
+			errExt = extGzip
+		}
+		s.errs = &ownErrorWriter{s: s, keys: keyBuilder{prefix: errTmpl, name: opts.Name, ext: errExt, random: randomUUID}, gzip: errExt != ""}
+	}
 	return s, nil
 }
 
 // Name returns the sink's configured name.
 func (s *Sink) Name() string { return s.name }
 
-// Write adds records to the current object, closing objects as they fill. It blocks while
-// adding the records would close more objects than there are free upload slots, and behind
-// Writes blocked before it (first come, first served). If ctx ends meanwhile it returns ctx's
-// error, or ErrClosed if Close begins, having kept none of the records. done is called once,
-// after every record is in an object that was written, from the goroutine that wrote the last
-// of those objects.
+// Write adds records to the open buffers of their partitions, sealing buffers as they fill.
+// It blocks while sealing a buffer would pass max_uploads pending objects, and behind Writes
+// blocked before it (first come, first served). If ctx ends meanwhile it returns ctx's error, or
+// ErrClosed if Close begins; records it had already added may still be delivered, but done is
+// never called. Otherwise done is called once, after every record is in a written object (or
+// the error output), from the goroutine that wrote the last of them.
 func (s *Sink) Write(ctx context.Context, records []record.Record, done func()) error {
 	if done == nil {
 		done = func() {}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	var routes []routed
+	if s.parts != nil && len(records) > 0 {
+		// jq runs here, before the lock: routing is the costly part of partitioning.
+		routes = make([]routed, len(records))
+		for i := range records {
+			keys, fail := s.parts.partitionOf(&records[i])
+			routes[i] = routed{keys: keys, id: strings.Join(keys, "\x00"), fail: fail}
+		}
 	}
 	s.mu.Lock()
 	if s.closing {
@@ -227,49 +334,127 @@ func (s *Sink) Write(ctx context.Context, records []record.Record, done func()) 
 		done()
 		return nil
 	}
-	if err := s.admitLocked(ctx, records); err != nil {
-		s.mu.Unlock()
-		return err
-	}
-	a := &ack{fn: done}
+	a := &ack{remaining: 1, fn: done}
+	var t *ticket
 	for i := range records {
-		s.addLocked(&records[i], a)
+		var rt *routed
+		if routes != nil {
+			rt = &routes[i]
+		}
+		if err := s.addLocked(ctx, &t, &records[i], rt, a); err != nil {
+			s.leaveQueueLocked(t)
+			a.fn = nil
+			a.remaining--
+			s.mu.Unlock()
+			return err
+		}
 	}
+	s.leaveQueueLocked(t)
 	if s.interval == 0 {
-		s.requestSealLocked()
+		for _, o := range s.open {
+			s.requestSealLocked(o)
+		}
+	}
+	a.remaining--
+	var fn func()
+	if a.remaining == 0 {
+		fn = a.fn
 	}
 	s.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
 	return nil
 }
 
-// admitLocked waits, with s.mu held (released while waiting), until records may be added: it is
-// the first blocked Write and either nothing is pending or the objects it would close fit in the
-// free upload slots.
-func (s *Sink) admitLocked(ctx context.Context, records []record.Record) error {
-	var t *ticket
+// addLocked adds one record to its buffer, with s.mu held. When a buffer must be sealed first
+// and no upload slot is free, or Writes blocked earlier are still waiting, it waits (releasing
+// s.mu) in the first-come-first-served queue, holding t as its place.
+func (s *Sink) addLocked(ctx context.Context, t **ticket, r *record.Record, rt *routed, a *ack) error {
 	for {
 		if s.closing {
-			s.leaveQueueLocked(t)
 			return sinks.ErrClosed
 		}
-		if (len(s.admit) == 0 || s.admit[0] == t) && s.fitsLocked(records) {
-			s.leaveQueueLocked(t)
+		if len(s.admit) > 0 && s.admit[0] != *t {
+			if err := s.waitLocked(ctx, t); err != nil {
+				return err
+			}
+			continue
+		}
+		bk, fail := s.bufferOfLocked(rt)
+		n := s.recordSize(r)
+		if fail != nil {
+			n = errorRecordSize(r.Data)
+		}
+		victim := s.sealNeededLocked(bk, n)
+		if victim == nil {
+			s.appendLocked(bk, r, rt, fail, n, a)
 			return nil
 		}
-		if t == nil {
-			t = &ticket{}
-			s.admit = append(s.admit, t)
+		if s.uploads >= s.maxUploads {
+			if err := s.waitLocked(ctx, t); err != nil {
+				return err
+			}
+			continue
 		}
-		changed := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			s.mu.Lock()
-			s.leaveQueueLocked(t)
-			return ctx.Err()
-		case <-changed:
+		s.sealLocked(victim)
+	}
+}
+
+// bufferOfLocked says which buffer a record goes to: its partition's, or the error buffer of
+// its failure. A record of a partition that is not active goes to the error output when
+// max_active_partitions are.
+func (s *Sink) bufferOfLocked(rt *routed) (bufKey, *failure) {
+	if rt == nil {
+		return bufKey{}, nil
+	}
+	if rt.fail != nil {
+		return bufKey{errorOutputType: rt.fail.outputType}, rt.fail
+	}
+	if s.active[rt.id] == 0 && len(s.active) >= s.maxActive {
+		f := partitioningFailure(ErrorCodeActivePartitionExceeded,
+			"the record's partition would be active partition %d; dynamic_partitioning.max_active_partitions is %d", len(s.active)+1, s.maxActive)
+		return bufKey{errorOutputType: f.outputType}, f
+	}
+	return bufKey{partition: rt.id}, nil
+}
+
+// sealNeededLocked returns the buffer to seal before n more bytes go into buffer bk: bk itself
+// when they would overflow it (records are never split: a buffer only passes the limit when one
+// record does), else the largest open buffer when they would pass the memory bound; nil when
+// the bytes fit.
+func (s *Sink) sealNeededLocked(bk bufKey, n int) *object {
+	if o := s.open[bk]; o != nil && o.size > 0 && o.size+n > s.limit {
+		return o
+	}
+	if s.openBytes > 0 && s.openBytes+n > s.memLimit {
+		var largest *object
+		for _, o := range s.open {
+			if largest == nil || o.size > largest.size {
+				largest = o
+			}
 		}
+		return largest
+	}
+	return nil
+}
+
+// waitLocked joins the queue of blocked Writes (once) and waits, with s.mu released, until
+// something changes or ctx ends.
+func (s *Sink) waitLocked(ctx context.Context, t **ticket) error {
+	if *t == nil {
+		*t = &ticket{}
+		s.admit = append(s.admit, *t)
+	}
+	changed := s.changed
+	s.mu.Unlock()
+	select {
+	case <-ctx.Done():
 		s.mu.Lock()
+		return ctx.Err()
+	case <-changed:
+		s.mu.Lock()
+		return nil
 	}
 }
 
@@ -286,36 +471,6 @@ func (s *Sink) leaveQueueLocked(t *ticket) {
 	s.broadcastLocked() // the next in line may go now
 }
 
-// fitsLocked reports whether adding records now stays within max_uploads pending objects. It
-// replays addLocked's decisions on sizes alone.
-func (s *Sink) fitsLocked(records []record.Record) bool {
-	pending := s.uploads
-	if pending == 0 {
-		return true
-	}
-	size := 0
-	if s.cur != nil {
-		size = s.cur.size
-	}
-	seals := 0
-	for i := range records {
-		n := s.recordSize(&records[i])
-		if s.sealBefore(size, n) {
-			seals++
-			size = 0
-		}
-		size += n
-		if size >= s.limit {
-			seals++
-			size = 0
-		}
-		if pending+seals > s.maxUploads {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *Sink) recordSize(r *record.Record) int {
 	if s.newline {
 		return len(r.Data) + 1
@@ -323,27 +478,24 @@ func (s *Sink) recordSize(r *record.Record) int {
 	return len(r.Data)
 }
 
-// sealBefore reports whether an object holding size bytes must be closed before n more bytes go
-// in: records are never split, and an object only exceeds the limit when one record does.
-func (s *Sink) sealBefore(size, n int) bool { return size > 0 && size+n > s.limit }
-
-// addLocked appends r to the current object, closing objects by size. Admission has made sure the
-// upload slots exist.
-func (s *Sink) addLocked(r *record.Record, a *ack) {
-	n := s.recordSize(r)
-	if s.cur != nil && s.sealBefore(s.cur.size, n) {
-		s.sealLocked()
+// appendLocked puts r into buffer bk, opening it if needed, and seals the buffer once full.
+func (s *Sink) appendLocked(bk bufKey, r *record.Record, rt *routed, fail *failure, n int, a *ack) {
+	o := s.open[bk]
+	if o == nil {
+		o = s.openLocked(bk, rt)
 	}
-	if s.cur == nil {
-		s.openLocked()
+	now := s.clock.Now()
+	if fail != nil {
+		o.errs = append(o.errs, errorRecord(r, fail, now))
+	} else {
+		o.recs = append(o.recs, r)
 	}
-	o := s.cur
-	o.enc.add(r.Data)
 	o.records++
 	o.size += n
+	s.openBytes += n
 	at := r.ApproximateArrivalTimestamp
 	if at.IsZero() {
-		at = s.clock.Now()
+		at = now
 	}
 	if o.oldest.IsZero() || at.Before(o.oldest) {
 		o.oldest = at
@@ -353,16 +505,20 @@ func (s *Sink) addLocked(r *record.Record, a *ack) {
 		a.remaining++
 	}
 	if o.size >= s.limit {
-		s.sealLocked()
+		s.requestSealLocked(o)
 	}
 }
 
-// openLocked starts a new current object and, with an interval, its timer.
-func (s *Sink) openLocked() {
-	o := &object{enc: s.format.open(), sealed: make(chan struct{})}
-	s.cur = o
+// openLocked opens buffer bk and, with an interval, starts its timer.
+func (s *Sink) openLocked(bk bufKey, rt *routed) *object {
+	o := &object{bk: bk, sealed: make(chan struct{})}
+	if rt != nil && bk.errorOutputType == "" {
+		o.keys = rt.keys
+		s.active[bk.partition]++
+	}
+	s.open[bk] = o
 	if s.interval <= 0 {
-		return
+		return o
 	}
 	o.timer = s.clock.NewTimer(s.interval)
 	s.wg.Add(1)
@@ -371,48 +527,62 @@ func (s *Sink) openLocked() {
 		select {
 		case <-o.timer.C():
 			s.mu.Lock()
-			if s.cur == o {
-				s.requestSealLocked()
+			if s.open[o.bk] == o {
+				s.requestSealLocked(o)
 			}
 			s.mu.Unlock()
 		case <-o.sealed:
 		case <-s.life.Done():
 		}
 	}()
+	return o
 }
 
-// requestSealLocked closes the current object now if an upload slot is free, or else as soon as
-// one frees (the object keeps taking records meanwhile).
-func (s *Sink) requestSealLocked() {
-	if s.cur == nil || s.stopped {
+// requestSealLocked seals o now if an upload slot is free, or else as soon as one frees (o keeps
+// taking records meanwhile).
+func (s *Sink) requestSealLocked(o *object) {
+	if s.stopped || s.open[o.bk] != o {
 		return
 	}
 	if s.uploads < s.maxUploads {
-		s.sealLocked()
+		s.sealLocked(o)
 		return
 	}
-	s.sealDue = true
+	if !o.due {
+		o.due = true
+		s.due = append(s.due, o)
+	}
 }
 
-// sealLocked closes the current object and starts writing it.
-func (s *Sink) sealLocked() {
-	o := s.cur
-	s.cur = nil
-	s.sealDue = false
+// sealDueLocked seals the buffers that are due, oldest request first, while slots are free.
+func (s *Sink) sealDueLocked() {
+	for s.uploads < s.maxUploads && len(s.due) > 0 {
+		o := s.due[0]
+		s.due[0] = nil
+		s.due = s.due[1:]
+		if o.due && s.open[o.bk] == o {
+			s.sealLocked(o)
+		}
+	}
+}
+
+// sealLocked closes open buffer o and starts writing it.
+func (s *Sink) sealLocked(o *object) {
+	delete(s.open, o.bk)
+	s.openBytes -= o.size
+	o.due = false
 	if o.timer != nil {
 		o.timer.Stop()
 	}
 	close(o.sealed)
-	o.body, o.err = o.enc.finish()
-	o.enc = nil
-	o.key = s.keys.key(o.oldest)
 	s.uploads++
 	s.pending[o] = struct{}{}
 	s.wg.Add(1)
 	go s.upload(o)
 }
 
-// upload writes o, retrying until it succeeds or the sink stops, then acknowledges its Writes.
+// upload encodes and writes o (its error records first), retrying until it succeeds or the sink
+// stops, then acknowledges its Writes.
 func (s *Sink) upload(o *object) {
 	defer s.wg.Done()
 	ctx := s.life
@@ -422,47 +592,78 @@ func (s *Sink) upload(o *object) {
 		s.abandon(o, ctx.Err())
 		return
 	}
-	if o.err != nil {
-		// Encoding into memory does not fail in practice; if it ever does, the object cannot be
-		// written, and its records must not be acknowledged. It stays pending: Flush and Close
-		// report it.
-		<-s.slots
-		s.log.Error("s3 object could not be encoded; its records will not be acknowledged", "key", o.key, "records", o.records, "error", o.err)
-		return
+	var err error
+	if o.isData() {
+		err = s.deliver(ctx, o)
+	} else {
+		err = s.errs.WriteErrors(ctx, o.bk.errorOutputType+"/", o.errs)
 	}
-	put := func(ctx context.Context, attempt int) error {
-		_, err := s.client.PutObject(ctx, &awss3.PutObjectInput{
-			Bucket:        aws.String(s.bucket),
-			Key:           aws.String(o.key),
-			Body:          bytes.NewReader(o.body),
-			ContentLength: aws.Int64(int64(len(o.body))),
-			ContentType:   aws.String(contentType),
-		})
-		if err != nil {
-			return fmt.Errorf("put object %s: %w", o.key, err)
-		}
-		return nil
-	}
-	failed := func(attempt int, err error, wait time.Duration) {
-		s.log.Warn("s3 put object failed; retrying", "key", o.key, "attempt", attempt, "records", o.records, "bytes", len(o.body), "retry_in", wait, "error", err)
-		hooks.Each(s.hooks, func(h hooks.DeliveryFailed) { h.OnDeliveryFailed(s.name, o.records, err) })
-	}
-	out, err := retry.Do(ctx, s.clock, s.policy, put, failed)
 	<-s.slots
 	if err != nil {
-		// Only the end of the sink's life stops the retries.
 		s.abandon(o, err)
 		return
 	}
-	s.log.Debug("s3 object written", "key", o.key, "records", o.records, "bytes", len(o.body), "attempts", out.Attempts)
-	hooks.Each(s.hooks, func(h hooks.Delivered) { h.OnDelivered(s.name, o.records, len(o.body), out.Ended.Sub(out.Started)) })
 	s.complete(o)
 }
 
-// abandon logs an object that will not be written because the sink stopped. It stays in
-// pending, and its Writes are never acknowledged.
+// errEncode marks an object that cannot be encoded; it is not retried.
+var errEncode = errors.New("object cannot be encoded")
+
+// deliver encodes a data object, writes the records the encoder rejected to the error output,
+// and writes the object, retrying until it succeeds or ctx ends.
+func (s *Sink) deliver(ctx context.Context, o *object) error {
+	buf := getBody()
+	defer putBody(buf)
+	if s.format.ext == "" {
+		buf.Grow(o.size) // uncompressed: the body is the records
+	} else {
+		buf.Grow(o.size / 3) // encoded JSON is 3 to 5 times smaller
+	}
+	rejected, err := s.format.enc.encode(buf, o.recs)
+	if err != nil {
+		// In-memory encoders do not fail in practice; if one ever does, the object cannot be
+		// written and its records must not be acknowledged. It stays pending: Flush and Close
+		// report it.
+		return fmt.Errorf("%w: %w", errEncode, err)
+	}
+	if len(rejected) > 0 {
+		now := s.clock.Now()
+		errs := make([]backup.ErrorRecord, len(rejected))
+		for i, rj := range rejected {
+			errs[i] = errorRecord(o.recs[rj.index], &failure{outputType: ErrorOutputFormatConversionFailed, code: ErrorCodeMalformedData, message: rj.reason}, now)
+		}
+		if err := s.errs.WriteErrors(ctx, ErrorOutputFormatConversionFailed+"/", errs); err != nil {
+			return fmt.Errorf("write %d records that do not fit the schema to the error output: %w", len(errs), err)
+		}
+	}
+	records := o.records - len(rejected)
+	if records == 0 {
+		return nil
+	}
+	key := s.keys.key(o.oldest, o.keys, "")
+	body := buf.Bytes()
+	put := func(ctx context.Context, _ int) error { return s.put(ctx, key, body) }
+	failed := func(attempt int, err error, wait time.Duration) {
+		s.log.Warn("s3 put object failed; retrying", "key", key, "attempt", attempt, "records", records, "bytes", len(body), "retry_in", wait, "error", err)
+		hooks.Each(s.hooks, func(h hooks.DeliveryFailed) { h.OnDeliveryFailed(s.name, records, err) })
+	}
+	out, err := retry.Do(ctx, s.clock, s.policy, put, failed)
+	if err != nil {
+		return err // only the end of the sink's life stops the retries
+	}
+	s.log.Debug("s3 object written", "key", key, "records", records, "bytes", len(body), "attempts", out.Attempts)
+	hooks.Each(s.hooks, func(h hooks.Delivered) { h.OnDelivered(s.name, records, len(body), out.Ended.Sub(out.Started)) })
+	return nil
+}
+
+// abandon logs an object that will not be written: the sink stopped, or it cannot be encoded.
+// It stays in pending, and its Writes are never acknowledged.
 func (s *Sink) abandon(o *object, err error) {
-	s.log.Error("s3 sink stopped before an object was written; its records stay unacknowledged", "key", o.key, "records", o.records, "error", err)
+	if errors.Is(err, errEncode) {
+		s.log.Error("s3 object could not be encoded; its records will not be acknowledged", "records", o.records, "error", err)
+		return
+	}
+	s.log.Error("s3 sink stopped before an object was written; its records stay unacknowledged", "records", o.records, "error_output_type", o.bk.errorOutputType, "error", err)
 }
 
 // complete acknowledges the Writes whose last unwritten object was o, then the Flushes whose
@@ -471,11 +672,14 @@ func (s *Sink) abandon(o *object, err error) {
 func (s *Sink) complete(o *object) {
 	s.mu.Lock()
 	s.uploads--
-	dones := settle(o.acks)
-	o.acks, o.body = nil, nil
-	if s.sealDue {
-		s.requestSealLocked()
+	if o.isData() && s.parts != nil {
+		if s.active[o.bk.partition]--; s.active[o.bk.partition] <= 0 {
+			delete(s.active, o.bk.partition)
+		}
 	}
+	dones := settle(o.acks)
+	o.acks, o.recs, o.errs = nil, nil, nil
+	s.sealDueLocked()
 	s.broadcastLocked() // an upload slot is free
 	s.mu.Unlock()
 	for _, fn := range dones {
@@ -497,7 +701,7 @@ func settle(acks []*ack) []func() {
 	var fns []func()
 	for _, a := range acks {
 		a.remaining--
-		if a.remaining == 0 {
+		if a.remaining == 0 && a.fn != nil {
 			fns = append(fns, a.fn)
 		}
 	}
@@ -509,8 +713,8 @@ func (s *Sink) broadcastLocked() {
 	s.changed = make(chan struct{})
 }
 
-// Flush closes the current object and waits until it and every object closed before it are
-// written (every done of the Writes they hold called), or ctx ends; delivery goes on after that.
+// Flush seals every open buffer and waits until they and every object sealed before are written
+// (every done of the Writes they hold called), or ctx ends; delivery goes on after that.
 func (s *Sink) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	if s.stopped {
@@ -527,10 +731,12 @@ func (s *Sink) Flush(ctx context.Context) error {
 		o.flushes = append(o.flushes, a)
 		a.remaining++
 	}
-	if s.cur != nil {
-		s.cur.flushes = append(s.cur.flushes, a)
+	for _, o := range s.open {
+		o.flushes = append(o.flushes, a)
 		a.remaining++
-		s.requestSealLocked()
+	}
+	for _, o := range s.open {
+		s.requestSealLocked(o)
 	}
 	waiting := a.remaining
 	s.mu.Unlock()
@@ -571,13 +777,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	return nil
 }
 
-func (s *Sink) undeliveredLocked() int {
-	n := len(s.pending)
-	if s.cur != nil {
-		n++
-	}
-	return n
-}
+func (s *Sink) undeliveredLocked() int { return len(s.pending) + len(s.open) }
 
 // lifetime is the context of the sink's own goroutines (uploads and their retries, interval
 // timers). New takes no context because the sink outlives any one call; lifetime ends when Close

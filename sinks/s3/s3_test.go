@@ -259,13 +259,14 @@ func TestObjectKey(t *testing.T) {
 }
 
 func TestKeysAreUnique(t *testing.T) {
-	k, err := newKeyBuilder("", "n", ".gz")
+	tmpl, err := dataPrefix(testConfig(0))
 	if err != nil {
 		t.Fatal(err)
 	}
+	k := keyBuilder{prefix: tmpl, name: "n", ext: ".gz", random: randomUUID}
 	seen := map[string]bool{}
 	for range 1000 {
-		key := k.key(testStart)
+		key := k.key(testStart, nil, "")
 		if seen[key] {
 			t.Fatalf("key %s made twice", key)
 		}
@@ -687,7 +688,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 	cfg = testConfig(0)
 	cfg.Prefix = "logs/!{timestamp:yyyy}/"
-	if _, err := New(Options{Name: "ok", Config: cfg, Client: newFakeS3()}); err == nil || !strings.Contains(err.Error(), "not supported yet") {
-		t.Fatalf("New with a prefix expression returned %v, want a not-supported error", err)
+	if _, err := New(Options{Name: "ok", Config: cfg, Client: newFakeS3()}); err == nil || !strings.Contains(err.Error(), "error_output_prefix: must be set") {
+		t.Fatalf("New with a prefix expression and no error prefix returned %v, want error_output_prefix to be required", err)
 	}
 }
