@@ -250,24 +250,6 @@ func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
 	return nil
 }
 
-// withdraw removes the ticket of a batch the pipeline refused, so that waitDrained and the
-// in-flight count no longer wait for it. It must be the newest ticket: the shard's reader adds
-// and hands on one batch at a time. Acks that still arrive for it are ignored.
-func (t *tracker) withdraw(k *ticket) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := len(t.batches)
-	if n == 0 || t.batches[n-1] != k {
-		return
-	}
-	t.batches[n-1] = nil
-	t.batches = t.batches[:n-1]
-	t.inFlight -= k.records
-	k.pending = 0
-	close(t.room)
-	t.room = make(chan struct{})
-}
-
 // checkpointLoop writes the safe position every checkpoint interval while the worker runs.
 func (w *shardWorker) checkpointLoop() {
 	interval := w.c.opts.Leases.CheckpointInterval

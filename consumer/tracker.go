@@ -136,3 +136,21 @@ func (t *tracker) waitDrained(ctx context.Context) error {
 		}
 	}
 }
+
+// withdraw removes the ticket of a batch the pipeline refused, so that waitDrained and the
+// in-flight count no longer wait for it. It must be the newest ticket: the shard's reader adds
+// and hands on one batch at a time. Acks that still arrive for it are ignored.
+func (t *tracker) withdraw(k *ticket) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.batches)
+	if n == 0 || t.batches[n-1] != k {
+		return
+	}
+	t.batches[n-1] = nil
+	t.batches = t.batches[:n-1]
+	t.inFlight -= k.records
+	k.pending = 0
+	close(t.room)
+	t.room = make(chan struct{})
+}
