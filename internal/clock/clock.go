@@ -197,3 +197,28 @@ func (t *fakeTimer) Reset(d time.Duration) {
 	f.wakeLocked()
 	f.fireLocked()
 }
+
+// WithTimeout returns a context that ends with cause once d has passed on c, or when parent
+// ends: context.WithTimeoutCause measured on an injected clock. stop releases the timer; call it
+// when done.
+func WithTimeout(parent context.Context, c Clock, d time.Duration, cause error) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	t := c.NewTimer(d)
+	stopped := make(chan struct{})
+	var once sync.Once
+	go func() {
+		select {
+		case <-t.C():
+			cancel(cause)
+		case <-stopped:
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		once.Do(func() {
+			t.Stop()
+			close(stopped)
+			cancel(nil)
+		})
+	}
+}

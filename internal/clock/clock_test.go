@@ -2,6 +2,7 @@ package clock
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -47,5 +48,21 @@ func TestSleepStopsOnContextCancel(t *testing.T) {
 	cancel()
 	if err := Sleep(ctx, f, time.Hour); err != context.Canceled {
 		t.Fatalf("Sleep = %v, want context.Canceled", err)
+	}
+}
+
+func TestWithTimeoutEndsWithItsCauseOnTheClock(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	cause := errors.New("retry round over")
+	ctx, stop := WithTimeout(context.Background(), f, time.Minute, cause)
+	defer stop()
+	f.Advance(59 * time.Second)
+	if ctx.Err() != nil {
+		t.Fatal("ended before its time on the clock")
+	}
+	f.Advance(time.Second)
+	<-ctx.Done()
+	if context.Cause(ctx) != cause {
+		t.Fatalf("cause = %v, want %v", context.Cause(ctx), cause)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/shardhose/shardhose/internal/clock"
@@ -70,7 +69,7 @@ func DeliverOrBackup(ctx context.Context, c clock.Clock, policy retry.Policy,
 	for round := 1; ; round++ {
 		window := max(policy.Delay(round), MinBackupRound)
 		deadline := c.Now().Add(window)
-		rctx, end := withClockTimeout(ctx, c, window, errRoundOver)
+		rctx, end := clock.WithTimeout(ctx, c, window, errRoundOver)
 		berr := backup(rctx, lastErr, attempts)
 		end()
 		if berr == nil {
@@ -109,28 +108,4 @@ func stopped(ctx context.Context, attempts int, errs ...error) error {
 		err = errors.Join(ctx.Err(), err)
 	}
 	return fmt.Errorf("batch neither delivered nor backed up after %d delivery attempts: %w", attempts, err)
-}
-
-// withClockTimeout returns a context that ends with cause once d has passed on c, or when parent
-// ends. The returned stop releases its timer; call it when done.
-func withClockTimeout(parent context.Context, c clock.Clock, d time.Duration, cause error) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(parent)
-	t := c.NewTimer(d)
-	stopped := make(chan struct{})
-	var once sync.Once
-	go func() {
-		select {
-		case <-t.C():
-			cancel(cause)
-		case <-stopped:
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() {
-		once.Do(func() {
-			t.Stop()
-			close(stopped)
-			cancel(nil)
-		})
-	}
 }

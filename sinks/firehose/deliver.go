@@ -40,18 +40,8 @@ type delivery struct {
 }
 
 // deliver is the batcher's DeliverFunc: it returns nil once every record of batch is accepted by
-// Firehose or stored in the backup, and an error only when ctx ends (or Close gives up) first.
+// Firehose or stored in the backup, and an error only when ctx ends first (the batcher ends it when Close gives up).
 func (s *Sink) deliver(ctx context.Context, batch []record.Record) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.aborted:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-
 	started := s.clock.Now()
 	d := &delivery{
 		s:        s,

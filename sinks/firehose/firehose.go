@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -117,11 +116,6 @@ type Sink struct {
 	policy  retry.Policy
 	newline bool
 	batches *batcher.Batcher
-
-	// aborted is closed when Close gives up on deliveries under way: their retries stop and
-	// their records stay unacknowledged.
-	aborted   chan struct{}
-	abortOnce sync.Once
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -180,7 +174,6 @@ func New(opts Options) (*Sink, error) {
 		hooks:   opts.Hooks,
 		policy:  backup.FirehoseHTTPRetry,
 		newline: cfg.AppendNewline,
-		aborted: make(chan struct{}),
 	}
 	s.policy.MaxElapsed = time.Duration(cfg.RetryDurationInSeconds) * time.Second // 0: no limit
 	if s.clock == nil {
@@ -236,44 +229,22 @@ func (s *Sink) Write(ctx context.Context, records []record.Record, done func()) 
 // Flush sends the open batch and waits until every batch so far is delivered or backed up (every
 // pending done called), or ctx ends; then it returns ctx's error and delivery goes on.
 func (s *Sink) Flush(ctx context.Context) error {
-	// The batcher's Flush can wait for a delivery slot without watching ctx; wait for it here
-	// instead, so Flush returns when ctx ends. It finishes on its own once a slot frees.
-	errc := make(chan error, 1)
-	go func() { errc <- s.batches.Flush(ctx) }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			return fmt.Errorf("flush firehose sink %s: %w", s.name, err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("flush firehose sink %s: %w", s.name, ctx.Err())
-	}
-}
-
-// Close stops taking Writes, flushes like Flush, and stops the sink. If ctx ends first, the
-// deliveries under way are given up (their retries stop and their Writes are never acknowledged;
-// the records will be read again) and Close returns ctx's error. After Close, Write returns
-// sinks.ErrClosed.
-func (s *Sink) Close(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- s.batches.Close(ctx) }()
-	var err error
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		// Deliveries may be retrying without end; stop them so the batcher can finish closing.
-		s.abort()
-		err = <-errc
-	}
-	s.abort()
-	if err != nil {
-		return fmt.Errorf("close firehose sink %s: %w", s.name, err)
+	if err := s.batches.Flush(ctx); err != nil {
+		return fmt.Errorf("flush firehose sink %s: %w", s.name, err)
 	}
 	return nil
 }
 
-func (s *Sink) abort() { s.abortOnce.Do(func() { close(s.aborted) }) }
+// Close stops taking Writes, flushes like Flush, and stops the sink. If ctx ends first, the
+// deliveries under way are given up (the batcher cancels their context: their retries stop and
+// their Writes are never acknowledged; the records will be read again) and Close returns ctx's
+// error. After Close, Write returns sinks.ErrClosed.
+func (s *Sink) Close(ctx context.Context) error {
+	if err := s.batches.Close(ctx); err != nil {
+		return fmt.Errorf("close firehose sink %s: %w", s.name, err)
+	}
+	return nil
+}
 
 // Check describes the delivery stream and returns an error, one line meant for the operator, when
 // the sink could not deliver to it: the stream does not exist or may not be described, is not

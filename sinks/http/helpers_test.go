@@ -97,10 +97,15 @@ func timerKind() int {
 	for {
 		f, more := frames.Next()
 		switch {
-		case strings.Contains(f.Function, "sinks/http.withClockTimeout"):
-			return timerRequest
-		case strings.Contains(f.Function, "sinks/backup.withClockTimeout"):
-			return timerRound
+		case strings.Contains(f.Function, "internal/clock.WithTimeout"):
+			// Who asked for the timeout decides its kind: a request, or a backup round.
+			caller, _ := frames.Next()
+			switch {
+			case strings.Contains(caller.Function, "sinks/http."):
+				return timerRequest
+			case strings.Contains(caller.Function, "sinks/backup."):
+				return timerRound
+			}
 		case strings.Contains(f.Function, "sinks/batcher.(*Batcher).armTimer"):
 			return timerInterval
 		}

@@ -6,6 +6,7 @@ package httpsink
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +17,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/shardhose/shardhose/config"
@@ -114,7 +114,7 @@ func New(opts Options) (*Sink, error) {
 	if opts.Backup == nil {
 		problems = append(problems, errors.New("no backup writer given: Firehose's HTTP endpoint destination always has an S3 backup"))
 	}
-	sourceARN := cmpOr(cfg.SourceARN, opts.SourceARN)
+	sourceARN := cmp.Or(cfg.SourceARN, opts.SourceARN)
 	if sourceARN == "" {
 		problems = append(problems, errors.New("no source ARN: set Options.SourceARN to the stream's ARN, or source_arn"))
 	}
@@ -212,13 +212,6 @@ func New(opts Options) (*Sink, error) {
 	}
 	s.batcher = b
 	return s, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // readAccessKey returns the access key from the one place cfg names, or "" when none.
@@ -418,7 +411,7 @@ func (s *Sink) post(ctx context.Context, req *request, attempt int) error {
 }
 
 func (s *Sink) attempt(ctx context.Context, req *request) error {
-	actx, stop := withClockTimeout(ctx, s.clock, s.timeout, errRequestTimeout)
+	actx, stop := clock.WithTimeout(ctx, s.clock, s.timeout, errRequestTimeout)
 	defer stop()
 	hr, err := http.NewRequestWithContext(actx, http.MethodPost, s.url, bytes.NewReader(req.body))
 	if err != nil {
@@ -572,28 +565,4 @@ func (s *Sink) writeErrors(ctx context.Context, recs []record.Record, code, msg 
 		}
 	}
 	return s.backup.WriteErrors(ctx, backup.FolderHTTPEndpointFailed, errs)
-}
-
-// withClockTimeout returns a context that ends with cause once d has passed on c, or when parent
-// ends; stop releases its timer.
-func withClockTimeout(parent context.Context, c clock.Clock, d time.Duration, cause error) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(parent)
-	t := c.NewTimer(d)
-	stopped := make(chan struct{})
-	var once sync.Once
-	go func() {
-		select {
-		case <-t.C():
-			cancel(cause)
-		case <-stopped:
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() {
-		once.Do(func() {
-			t.Stop()
-			close(stopped)
-			cancel(nil)
-		})
-	}
 }
