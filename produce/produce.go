@@ -80,6 +80,13 @@ type Options struct {
 	// accepts. At a set rate Run sends at most every 100 ms, so each call carries about a
 	// tenth of a second's records (or one record when Rate is below 10).
 	Rate float64
+	// Schedule, if set, varies the target rate over the run (a Ramp, a Periodic wave) and
+	// replaces Rate, which must then be 0. It is paced like Rate.
+	Schedule Schedule
+	// Duration, if positive, stops the run once that much time has passed on Clock: Run reads
+	// no record after it and returns nil once the records read were accepted. With Count, the
+	// run ends at whichever comes first.
+	Duration time.Duration
 	// Clock paces the rate limit and the retry backoff; nil means the system clock.
 	Clock clock.Clock
 	// Logger receives retries (Warn for failed calls, Debug for rejected entries); nil discards.
@@ -87,6 +94,13 @@ type Options struct {
 	// OnSent, if set, is called after each PutRecords call that got records accepted, with how
 	// many (n > 0). It runs on Run's goroutine and must return quickly.
 	OnSent func(n int)
+	// OnAccepted, if set, is called for every record Kinesis accepted, with its position in
+	// Source order (from 0) and the time the accepting call returned, on Clock. It runs on Run's
+	// goroutine and must return quickly.
+	OnAccepted func(index int, at time.Time)
+	// OnProgress, if set, is called after every PutRecords call, failed ones included, with the
+	// statistics so far (Elapsed up to date). It runs on Run's goroutine and must return quickly.
+	OnProgress func(Stats)
 	// Retry is the backoff between attempts, both after a call failed as a whole and before
 	// resending the entries a partial failure rejected. Its MaxElapsed bounds how long one batch
 	// may take to be fully accepted. The zero value means DefaultRetry().
@@ -114,8 +128,15 @@ type Stats struct {
 	// Failed counts entries that a partial failure rejected and Run queued for resending; an
 	// entry rejected twice counts twice.
 	Failed int
+	// Throttled counts the entries Kinesis rejected for exceeding the shards' throughput
+	// (ProvisionedThroughputExceededException), and the entries of calls that failed as a whole
+	// with a throttling error; they are part of Failed or CallErrors and were resent.
+	Throttled int
 	// Calls is how many PutRecords calls Run made, failed ones included.
 	Calls int
+	// CallErrors counts the PutRecords calls that failed as a whole (after the client's own
+	// retries); their records were sent again.
+	CallErrors int
 	// Bytes is the data plus partition key bytes of the accepted records.
 	Bytes int64
 	// Elapsed is the time from Run's start to its return, on Options.Clock.
@@ -184,9 +205,9 @@ func Run(ctx context.Context, opts Options) (Stats, error) {
 	if p.target == "" {
 		p.target = opts.StreamARN
 	}
-	start := p.clk.Now()
+	p.start = p.clk.Now()
 	err := p.run(ctx)
-	p.stats.Elapsed = p.clk.Now().Sub(start)
+	p.stats.Elapsed = p.clk.Now().Sub(p.start)
 	return p.stats, err
 }
 
@@ -207,6 +228,12 @@ func (o Options) validate() error {
 	if o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) {
 		errs = append(errs, fmt.Errorf("rate: %v records/s is not allowed; use a positive number, or 0 for as fast as possible", o.Rate))
 	}
+	if o.Schedule != nil && o.Rate != 0 {
+		errs = append(errs, fmt.Errorf("rate: %v records/s is set together with a schedule; use one of them", o.Rate))
+	}
+	if o.Duration < 0 {
+		errs = append(errs, fmt.Errorf("duration: %v is negative; use 0 for no limit", o.Duration))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("produce: invalid options: %w", err)
 	}
@@ -221,6 +248,7 @@ type producer struct {
 	target string     // stream name, or ARN when no name was given: for messages
 	keys   *rand.Rand // random partition keys for entries that have none
 	stats  Stats
+	start  time.Time
 }
 
 // pending is a record read from the Source and checked, waiting to be accepted.
@@ -233,8 +261,11 @@ type pending struct {
 
 func (p *producer) run(ctx context.Context) error {
 	var lim *limiter
-	if p.opts.Rate > 0 {
-		lim = newLimiter(p.clk, p.opts.Rate)
+	switch {
+	case p.opts.Schedule != nil:
+		lim = newLimiter(p.clk, p.opts.Schedule)
+	case p.opts.Rate > 0:
+		lim = newLimiter(p.clk, Constant(p.opts.Rate))
 	}
 	batch := make([]pending, 0, MaxRecordsPerCall)
 	batchBytes := 0
@@ -249,7 +280,8 @@ func (p *producer) run(ctx context.Context) error {
 		throttled := false
 		for len(batch) < MaxRecordsPerCall {
 			if held == nil {
-				if exhausted || (p.opts.Count > 0 && read >= p.opts.Count) {
+				if exhausted || (p.opts.Count > 0 && read >= p.opts.Count) ||
+					(p.opts.Duration > 0 && p.clk.Now().Sub(p.start) >= p.opts.Duration) {
 					exhausted = true
 					break
 				}
@@ -372,8 +404,13 @@ func (p *producer) attempt(ctx context.Context, recs []pending) ([]pending, erro
 		in.StreamARN = aws.String(p.opts.StreamARN)
 	}
 	p.stats.Calls++
+	defer p.progress()
 	out, err := p.opts.Client.PutRecords(ctx, in)
 	if err != nil {
+		p.stats.CallErrors++
+		if throttlingError(err) {
+			p.stats.Throttled += len(recs)
+		}
 		return recs, p.callError(len(recs), err)
 	}
 	if len(out.Records) != len(recs) {
@@ -389,11 +426,15 @@ func (p *producer) attempt(ctx context.Context, recs []pending) ([]pending, erro
 		fatal    error
 		codes    = map[string]int{}
 	)
+	now := p.clk.Now()
 	for i, res := range out.Records {
 		code := aws.ToString(res.ErrorCode)
 		if code == "" {
 			accepted++
 			bytes += int64(recs[i].size)
+			if p.opts.OnAccepted != nil {
+				p.opts.OnAccepted(recs[i].index, now)
+			}
 			continue
 		}
 		if !retryableEntryCode(code) && fatal == nil {
@@ -414,7 +455,30 @@ func (p *producer) attempt(ctx context.Context, recs []pending) ([]pending, erro
 		return nil, nil
 	}
 	p.stats.Failed += len(rejected)
+	p.stats.Throttled += codes["ProvisionedThroughputExceededException"]
 	return rejected, &partialFailure{stream: p.target, rejected: len(rejected), of: len(recs), codes: codes}
+}
+
+// progress hands the statistics so far to OnProgress.
+func (p *producer) progress() {
+	if p.opts.OnProgress != nil {
+		st := p.stats
+		st.Elapsed = p.clk.Now().Sub(p.start)
+		p.opts.OnProgress(st)
+	}
+}
+
+// throttlingError reports whether a failed call was refused for exceeding a limit.
+func throttlingError(err error) bool {
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	switch api.ErrorCode() {
+	case "ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException", "KMSThrottlingException":
+		return true
+	}
+	return false
 }
 
 // callError describes a failed PutRecords call and marks it Permanent when no retry can fix it.

@@ -199,7 +199,7 @@ func TestRunResendsOnlyRejectedEntries(t *testing.T) {
 	if k := calls[0].keys; calls[1].keys[0] != k[1] || calls[1].keys[1] != k[4] || calls[1].keys[2] != k[7] || calls[2].keys[0] != k[4] {
 		t.Errorf("partition keys changed between resends: %q, %q, %q", calls[0].keys, calls[1].keys, calls[2].keys)
 	}
-	if want := (Stats{Sent: 10, Failed: 4, Calls: 3, Bytes: stats.Bytes, Elapsed: 3 * time.Second}); stats != want {
+	if want := (Stats{Sent: 10, Failed: 4, Throttled: 2, Calls: 3, Bytes: stats.Bytes, Elapsed: 3 * time.Second}); stats != want {
 		t.Errorf("stats = %+v, want %+v", stats, want)
 	}
 	if wantBytes := int64(calls[0].bytes()); stats.Bytes != wantBytes {
@@ -474,8 +474,9 @@ func TestRunRetriesFailedCall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if stats.Sent != 4 || stats.Calls != 3 || stats.Failed != 0 || stats.Elapsed != 3*time.Second {
-		t.Errorf("stats = %+v, want 4 sent in 3 calls after 1 s + 2 s of backoff", stats)
+	if stats.Sent != 4 || stats.Calls != 3 || stats.Failed != 0 || stats.Elapsed != 3*time.Second ||
+		stats.CallErrors != 2 || stats.Throttled != 4 {
+		t.Errorf("stats = %+v, want 4 sent in 3 calls after 1 s + 2 s of backoff, 2 failed calls, 4 entries throttled", stats)
 	}
 	for i, c := range fk.recorded() {
 		if len(c.data) != 4 {

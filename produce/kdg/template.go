@@ -50,13 +50,16 @@ type part struct {
 // Name returns the name the template was parsed with.
 func (t *Template) Name() string { return t.name }
 
-// ParseFile reads and parses the template in the file at path, naming it by path.
+// ParseFile reads and parses the template in the file at path, naming it by path. The file's
+// final line break, which editors add, is not part of the template: a one-line file renders
+// records without a trailing newline, as the Kinesis Data Generator's text box does.
 func ParseFile(path string) (*Template, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read template: %w", err)
 	}
-	return Parse(path, string(b))
+	text := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	return Parse(path, text)
 }
 
 // Parse parses text as a template called name. Every expression is resolved and its arguments
