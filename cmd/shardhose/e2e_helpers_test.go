@@ -171,13 +171,7 @@ func startDaemon(t *testing.T, cfgPath, workerID string) *daemon {
 	return d
 }
 
-func tail(s string, lines int) string {
-	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return strings.Join(parts, "\n")
-}
+func tail(s string, lines int) string { return lastLines(s, lines) }
 
 // waitExit waits for the process to exit and returns its exit code.
 func (d *daemon) waitExit(within time.Duration) int {

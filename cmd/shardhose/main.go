@@ -6,6 +6,7 @@
 //	shardhose run      -c FILE   run the daemon
 //	shardhose validate -c FILE   check a config file and print every problem
 //	shardhose produce  -c FILE   send sample or generated records to the stream
+//	shardhose loadtest -c FILE   send template records and check every one reached the sinks
 //	shardhose leases   -c FILE   list the lease table
 //	shardhose dlq inspect|replay  read dead letters, send their records back into a stream
 //	shardhose version            print the version
@@ -45,6 +46,8 @@ Usage:
   shardhose run      -c FILE [flags]   run the daemon
   shardhose validate -c FILE           check a config file and print every problem
   shardhose produce  -c FILE [flags]   send records to the configured stream
+  shardhose loadtest -c FILE --template FILE --rate N --duration D [--start]
+                                       load-test end to end: send, then find every record in S3
   shardhose leases   -c FILE           list the lease table: owner, counter, checkpoint per shard
   shardhose dlq inspect -c FILE        print dead letters readably (decoded records, why, when, where)
   shardhose dlq replay  -c FILE --to-stream NAME | --to-sinks [--dry-run]
@@ -70,6 +73,8 @@ func run(args []string) int {
 		code, err = runValidate(args[1:])
 	case "produce":
 		code, err = runProduce(args[1:])
+	case "loadtest":
+		code, err = runLoadtest(args[1:])
 	case "leases":
 		code, err = runLeases(args[1:])
 	case "dlq":
