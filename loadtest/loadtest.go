@@ -28,6 +28,7 @@ import (
 
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/produce"
+	"github.com/shardhose/shardhose/produce/kdg"
 )
 
 // IDField is the field loadtest adds at the start of every record (a JSON object): a run id and
@@ -308,6 +309,20 @@ func (o Options) validate() error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("load test: %w", err)
+	}
+	return nil
+}
+
+// CheckTemplates renders each template once and fails unless every record is a JSON object,
+// which the load test needs to stamp its id into; it catches a wrong template before anything
+// is sent.
+func CheckTemplates(tmpls []*kdg.Template) error {
+	f := kdg.NewFaker(1, nil, nil)
+	for _, t := range tmpls {
+		data := bytes.TrimSpace(t.Render(f))
+		if len(data) == 0 || data[0] != '{' {
+			return fmt.Errorf("template %s renders %q, not a JSON object: the load test stamps an id field into each record, so its templates must render JSON objects", t.Name(), truncate(data, 40))
+		}
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/shardhose/shardhose/produce"
+	"github.com/shardhose/shardhose/produce/kdg"
 )
 
 // pipe is a fake Kinesis and a fake S3 bucket joined by a fake daemon: every record put is
@@ -151,7 +152,7 @@ func TestRunCountsLostDuplicatedAndDeadLettered(t *testing.T) {
 		return 1
 	}
 	var dlqCalls int
-	rep, err := runPipe(t, p, Options{Settle: 500 * time.Millisecond,
+	rep, err := runPipe(t, p, Options{Settle: 2 * time.Second,
 		DeadLetters: func(context.Context) ([][]byte, error) {
 			dlqCalls++
 			p.mu.Lock()
@@ -185,6 +186,17 @@ func TestRunRefusesRecordsThatAreNotObjects(t *testing.T) {
 		PollInterval: 5 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "record 0 is not a JSON object") || rep.Sent != 0 {
 		t.Errorf("Run = %+v, %v; want a refusal before anything is sent", rep, err)
+	}
+}
+
+func TestCheckTemplates(t *testing.T) {
+	obj, _ := kdg.Parse("obj.tmpl", ` {"a":"{{random.uuid}}"}`)
+	text, _ := kdg.Parse("log.tmpl", `{{internet.ip}} - GET /`)
+	if err := CheckTemplates([]*kdg.Template{obj}); err != nil {
+		t.Errorf("an object template: %v", err)
+	}
+	if err := CheckTemplates([]*kdg.Template{obj, text}); err == nil || !strings.Contains(err.Error(), "template log.tmpl renders") {
+		t.Errorf("a text template: %v, want an error naming it", err)
 	}
 }
 

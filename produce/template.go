@@ -101,6 +101,9 @@ func (s *TemplateSource) pick() int {
 	return len(s.cum) - 1
 }
 
+// Templates returns the source's templates, in the order given.
+func (s *TemplateSource) Templates() []*kdg.Template { return s.templates }
+
 // NonJSON returns, per template name, how many of its records were not JSON; it counts only
 // when ExpectJSON is set.
 func (s *TemplateSource) NonJSON() map[string]int { return s.nonJSON }

@@ -91,6 +91,9 @@ func runLoadtest(args []string) (int, error) {
 	if err != nil {
 		return exitConfig, err
 	}
+	if err := loadtest.CheckTemplates(src.Templates()); err != nil {
+		return exitConfig, err
+	}
 	src.Logger = log
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
