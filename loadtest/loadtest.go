@@ -75,16 +75,19 @@ type Options struct {
 // Report is what a load test found. Latencies are measured from the moment Kinesis accepted a
 // record to the poll that first saw it in every sink, so they include up to one PollInterval.
 type Report struct {
-	RunID          string   `json:"run_id"`
-	Stream         string   `json:"stream"`
-	Sent           int      `json:"records_sent"`
-	SendSeconds    float64  `json:"send_seconds"`
-	RateAchieved   float64  `json:"rate_achieved"`
-	RateAsked      float64  `json:"rate_asked,omitempty"`
-	Throttled      int      `json:"throttled_entries"`
-	Delivered      int      `json:"delivered"`
-	DeadLettered   int      `json:"dead_lettered"`
-	Lost           int      `json:"lost"`
+	RunID        string  `json:"run_id"`
+	Stream       string  `json:"stream"`
+	Sent         int     `json:"records_sent"`
+	SendSeconds  float64 `json:"send_seconds"`
+	RateAchieved float64 `json:"rate_achieved"`
+	RateAsked    float64 `json:"rate_asked,omitempty"`
+	Throttled    int     `json:"throttled_entries"`
+	Delivered    int     `json:"delivered"`
+	DeadLettered int     `json:"dead_lettered"`
+	Lost         int     `json:"lost"`
+	// Unchecked counts records not yet seen when the test was interrupted (ctx ended): they
+	// may still arrive, so they are not counted as lost.
+	Unchecked      int      `json:"unchecked,omitempty"`
 	Duplicates     int      `json:"duplicates"`
 	Objects        int      `json:"objects_read"`
 	SettleSeconds  float64  `json:"settle_seconds"`
@@ -224,7 +227,10 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		if missing == 0 {
 			break
 		}
-		if clk.Now().Sub(settleStart) >= settle || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			break // interrupted: what is missing is unchecked, not lost
+		}
+		if clk.Now().Sub(settleStart) >= settle {
 			readDLQ()
 			break
 		}
@@ -255,6 +261,8 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 			latencies = append(latencies, seen.Sub(sent.at(n)))
 		case deadLettered[n]:
 			rep.DeadLettered++
+		case ctx.Err() != nil:
+			rep.Unchecked++
 		default:
 			rep.Lost++
 			if len(rep.LostIDs) < 20 {
@@ -282,6 +290,9 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	var errs []error
 	if sendErr != nil {
 		errs = append(errs, fmt.Errorf("sending stopped early: %w", sendErr))
+	}
+	if rep.Unchecked > 0 {
+		errs = append(errs, fmt.Errorf("interrupted with %d records not yet seen in the sinks: %w", rep.Unchecked, context.Cause(ctx)))
 	}
 	if rep.Lost > 0 {
 		e := fmt.Errorf("%w: %d of %d records reached no sink and no dead letter within %v of the last send", ErrLost, rep.Lost, len(ids), settle)
@@ -489,6 +500,9 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "  delivered      %d (in every S3 sink; %d new objects read)\n", r.Delivered, r.Objects)
 	fmt.Fprintf(&b, "  dead-lettered  %d\n", r.DeadLettered)
 	fmt.Fprintf(&b, "  lost           %d\n", r.Lost)
+	if r.Unchecked > 0 {
+		fmt.Fprintf(&b, "  unchecked      %d (the test was interrupted before they were seen)\n", r.Unchecked)
+	}
 	fmt.Fprintf(&b, "  duplicates     %d\n", r.Duplicates)
 	fmt.Fprintf(&b, "  latency        p50 %s  p95 %s  p99 %s  max %s (accepted by Kinesis to seen in S3)\n",
 		f(r.LatencyP50, "s", 1, 2), f(r.LatencyP95, "s", 1, 2), f(r.LatencyP99, "s", 1, 2), f(r.LatencyMax, "s", 1, 2))

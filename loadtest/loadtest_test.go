@@ -178,6 +178,22 @@ func TestRunCountsLostDuplicatedAndDeadLettered(t *testing.T) {
 	}
 }
 
+func TestRunInterruptedCountsUncheckedNotLost(t *testing.T) {
+	p := newPipe()
+	p.deliver = func(int, []byte) int { return 0 } // nothing arrives
+	ctx, cancel := context.WithCancel(t.Context())
+	rep, err := Run(ctx, Options{Stream: "s", Kinesis: p, Source: &records{}, Count: 10, Settle: time.Hour,
+		Sinks:        []Sink{{Name: "a", Client: p, Bucket: "b", Compression: "GZIP"}},
+		PollInterval: 5 * time.Millisecond,
+		// The first dead-letter read comes once sending is done: interrupt the test there.
+		DeadLetters: func(context.Context) ([][]byte, error) { cancel(); return nil, nil },
+	})
+	if rep.Sent != 10 || rep.Lost != 0 || rep.Unchecked != 10 || err == nil || errors.Is(err, ErrLost) ||
+		!strings.Contains(err.Error(), "interrupted with 10 records not yet seen") {
+		t.Errorf("interrupted run: %+v, %v; want 10 unchecked, none lost", rep, err)
+	}
+}
+
 func TestRunRefusesRecordsThatAreNotObjects(t *testing.T) {
 	p := newPipe()
 	rep, err := Run(t.Context(), Options{Stream: "s", Kinesis: p, Count: 5, Settle: time.Second,
