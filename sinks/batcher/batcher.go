@@ -47,22 +47,24 @@ type Options struct {
 type Batcher struct {
 	opts Options
 
-	mu      sync.Mutex
-	open    *batch
-	timer   clock.Timer
-	closed  bool
-	pending sync.WaitGroup // batches sealed but not finished
-	slots   chan struct{}  // one per batch in flight
-	runCtx  context.Context
-	stop    context.CancelFunc
-	idle    chan struct{} // closed and replaced whenever a batch finishes
+	mu     sync.Mutex
+	open   *batch
+	timer  clock.Timer
+	closed bool
+	// sealed holds the batches sealed and not yet finished. Flush waits on the finished channels
+	// of those present when it is called, so it never waits for a batch sealed after it, and no
+	// counter is shared between Flushes and the Writes that run meanwhile.
+	sealed map[*batch]struct{}
+	slots  chan struct{} // one per batch in flight
+	runCtx context.Context
+	stop   context.CancelFunc
 }
 
 type batch struct {
-	records []record.Record
-	bytes   int
-	writes  []*write // the writes with records in this batch (each once)
-	sealed  bool
+	records  []record.Record
+	bytes    int
+	writes   []*write      // the writes with records in this batch (each once)
+	finished chan struct{} // closed when its delivery has ended, delivered or not
 }
 
 type write struct {
@@ -90,7 +92,7 @@ func New(opts Options) (*Batcher, error) {
 		opts.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background()) //nolint: lives until Close
-	return &Batcher{opts: opts, slots: make(chan struct{}, opts.MaxInFlight), runCtx: ctx, stop: cancel, idle: make(chan struct{})}, nil
+	return &Batcher{opts: opts, sealed: make(map[*batch]struct{}), slots: make(chan struct{}, opts.MaxInFlight), runCtx: ctx, stop: cancel}, nil
 }
 
 // Write adds records; done is called once they are all delivered. See sinks.Sink for the contract.
@@ -280,8 +282,8 @@ func (b *Batcher) timerLoop(t clock.Timer) {
 func (b *Batcher) sealLocked() *batch {
 	o := b.open
 	b.open = nil
-	o.sealed = true
-	b.pending.Add(1)
+	o.finished = make(chan struct{})
+	b.sealed[o] = struct{}{}
 	return o
 }
 
@@ -290,11 +292,10 @@ func (b *Batcher) dispatch(o *batch) {
 	go func() {
 		defer func() {
 			<-b.slots
-			b.pending.Done()
 			b.mu.Lock()
-			close(b.idle)
-			b.idle = make(chan struct{})
+			delete(b.sealed, o)
 			b.mu.Unlock()
+			close(o.finished)
 		}()
 		if err := b.opts.Deliver(b.runCtx, o.records); err != nil {
 			b.opts.Logger.Error("batch not delivered before the sink closed; its records stay unacknowledged and will be read again", "records", len(o.records), "error", err)
@@ -312,19 +313,27 @@ func (b *Batcher) dispatch(o *batch) {
 	}()
 }
 
-// Flush seals the open batch and waits until every batch sealed so far is delivered, or ctx ends.
+// Flush seals the open batch and waits until every batch sealed before it returned from sealing
+// has finished delivering, or ctx ends. Batches sealed later (by Writes running meanwhile) are not
+// waited for, so a Flush ends even while other shards keep writing. It starts no goroutine.
 func (b *Batcher) Flush(ctx context.Context) error {
 	if err := b.sealOpen(ctx); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
-	waited := make(chan struct{})
-	go func() { b.pending.Wait(); close(waited) }()
-	select {
-	case <-waited:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("flush: %w", ctx.Err())
+	b.mu.Lock()
+	waits := make([]chan struct{}, 0, len(b.sealed))
+	for o := range b.sealed {
+		waits = append(waits, o.finished)
 	}
+	b.mu.Unlock()
+	for _, finished := range waits {
+		select {
+		case <-finished:
+		case <-ctx.Done():
+			return fmt.Errorf("flush: %w", ctx.Err())
+		}
+	}
+	return nil
 }
 
 // Close flushes, then stops: deliveries still running when ctx ends are cancelled (their records

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/shardhose/shardhose/internal/clock"
@@ -212,4 +214,153 @@ func TestFlushReturnsOnContextEndWhileEverySlotIsBusy(t *testing.T) {
 		t.Fatalf("Flush = %v, want the context's deadline", err)
 	}
 	close(c.gate)
+}
+
+// Flush runs while other goroutines keep writing (as when one shard is handed off while the
+// others go on): it must neither panic nor wait for batches sealed after it was called. This is
+// the load that crashed the sink with "WaitGroup is reused before previous Wait has returned".
+func TestFlushConcurrentWithWrites(t *testing.T) {
+	ctx := ctx10(t)
+	deliver := func(ctx context.Context, b []record.Record) error {
+		select { // a destination that takes a little while
+		case <-time.After(time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	b, err := New(Options{MaxRecords: 500, Interval: time.Second, MaxInFlight: 4, Deliver: deliver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var writers sync.WaitGroup
+	var acked, written atomic.Int64
+	for w := range 4 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := b.Write(ctx, recs(w*1_000_000+i*500, 500), func() { acked.Add(1) }); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				written.Add(1)
+			}
+		}()
+	}
+	flushes, timedOut := 0, 0
+	for flushes < 200 || written.Load() < 200 { // both going on at once, for a while
+		if ctx.Err() != nil {
+			t.Fatalf("after %d flushes, %d writes: %v", flushes, written.Load(), ctx.Err())
+		}
+		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		err := b.Flush(short)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, context.DeadlineExceeded):
+			timedOut++
+		default:
+			t.Fatalf("Flush: %v", err)
+		}
+		flushes++
+	}
+	close(stop)
+	writers.Wait()
+	if err := b.Flush(ctx); err != nil {
+		t.Fatalf("final Flush: %v", err)
+	}
+	if acked.Load() != written.Load() {
+		t.Fatalf("%d writes acknowledged after the final Flush, want all %d", acked.Load(), written.Load())
+	}
+	t.Logf("%d flushes (%d timed out) during %d writes", flushes, timedOut, written.Load())
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Flush waits for what was buffered when it was called, not for batches sealed after it.
+func TestFlushDoesNotWaitForLaterBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		gates := map[string]chan struct{}{"first": make(chan struct{}), "later": make(chan struct{})}
+		deliver := func(ctx context.Context, batch []record.Record) error {
+			select {
+			case <-gates[string(batch[0].Data)]:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		b, _ := New(Options{MaxRecords: 1, Interval: time.Hour, MaxInFlight: 2, Deliver: deliver, Clock: clock.NewFake(time.Unix(0, 0))})
+		t.Cleanup(func() { // on failure too: end every goroutine of the bubble
+			cancelled, cancel := context.WithCancel(context.Background())
+			cancel()
+			_ = b.Close(cancelled)
+		})
+		if err := b.Write(ctx, []record.Record{{Data: []byte("first")}}, func() {}); err != nil {
+			t.Fatal(err)
+		}
+		flushed := make(chan error, 1)
+		go func() { flushed <- b.Flush(ctx) }()
+		synctest.Wait() // Flush is waiting for "first"
+		if err := b.Write(ctx, []record.Record{{Data: []byte("later")}}, func() {}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		select {
+		case err := <-flushed:
+			t.Fatalf("Flush returned %v while the batch buffered before it was still being delivered", err)
+		default:
+		}
+		close(gates["first"])
+		synctest.Wait()
+		select {
+		case err := <-flushed:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatal("Flush still waiting after the batch buffered before it was delivered: it waits for a batch sealed after it was called")
+		}
+		close(gates["later"])
+	})
+}
+
+// A Flush whose context ends leaves no goroutine behind.
+func TestFlushThatTimesOutLeavesNoGoroutine(t *testing.T) {
+	ctx := ctx10(t)
+	c := &collector{gate: make(chan struct{})}
+	b, _ := New(Options{MaxRecords: 1, Interval: time.Hour, MaxInFlight: 1, Deliver: c.deliver, Clock: clock.NewFake(time.Unix(0, 0))})
+	if err := b.Write(ctx, recs(0, 1), func() {}); err != nil { // its delivery is held
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	for range 20 {
+		short, cancel := context.WithTimeout(ctx, time.Millisecond)
+		if err := b.Flush(short); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Flush = %v, want the context's deadline", err)
+		}
+		cancel()
+	}
+	// Goroutines that are ending may take a moment to go; wait for the count to settle.
+	settled := time.NewTimer(2 * time.Second)
+	defer settled.Stop()
+	for runtime.NumGoroutine() > before {
+		select {
+		case <-settled.C:
+			t.Fatalf("%d goroutines after 20 timed-out Flushes, %d before: each left one behind", runtime.NumGoroutine(), before)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	close(c.gate)
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
