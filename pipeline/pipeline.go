@@ -57,7 +57,8 @@ type Policy struct {
 }
 
 // Options are what the stage is made of. Handler and at least one sink are required; DeadLetters
-// is required when the policy can give up (a finite retry count or record age).
+// is required when the policy can give up (a finite retry count or record age), and ErrorOutput
+// or DeadLetters when the handler can mark records ProcessingFailed (process.MayFailRecords).
 type Options struct {
 	Policy      Policy
 	Handler     process.Handler
@@ -89,6 +90,13 @@ type DeadLettered interface {
 	OnDeadLetter(shardID string, condition string, records int)
 }
 
+// Unfinished is told of each lane job (a batch, or its part in one lane) left unacknowledged:
+// neither all delivered nor all stored. Its records stay after the checkpoint and are read again
+// by the shard's next reader.
+type Unfinished interface {
+	OnUnfinished(shardID string, records int, err error)
+}
+
 // defaultBackoff is the wait between retries of a failed batch when the policy names none.
 var defaultBackoff = retry.Policy{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.2}
 
@@ -107,6 +115,13 @@ func New(opts Options) (consumer.PipelineFactory, error) {
 	if opts.DeadLetters == nil && (p.MaximumRetryAttempts >= 0 || p.MaximumRecordAge > 0) {
 		return nil, errors.New("pipeline: a finite maximum_retry_attempts or maximum_record_age_in_seconds gives records up, so a dead-letter destination is required")
 	}
+	if opts.ErrorOutput == nil && opts.DeadLetters == nil && process.MayFailRecords(opts.Handler) {
+		// Such a record could never be stored, so its batch could never finish.
+		return nil, fmt.Errorf("pipeline: handler %s can mark records ProcessingFailed, so ErrorOutput or DeadLetters is required", opts.Handler.Name())
+	}
+	// Every result is checked, whether or not the handler came through process.Chain: a result of
+	// the wrong shape fails the batch instead of acknowledging records nobody handled.
+	opts.Handler = process.Checked(opts.Handler)
 	if p.ParallelizationFactor < 1 {
 		opts.Policy.ParallelizationFactor = 1
 	}
@@ -216,7 +231,12 @@ func (s *shardStage) runLane(ch chan laneJob) {
 		c := newCompletion(job.part)
 		if err := s.process(s.ctx, job.records, 0, 0, c); err != nil {
 			c.fail()
-			s.log.Warn("batch left unfinished: the shard is stopping; its records will be read again", "records", len(job.records), "error", err)
+			if s.ctx.Err() != nil {
+				s.log.Warn("batch left unfinished: the shard is stopping; its records will be read again", "records", len(job.records), "error", err)
+			} else {
+				s.log.Error("batch left unfinished: its records could be neither delivered nor stored; the checkpoint stays before them and they will be read again", "records", len(job.records), "error", err)
+			}
+			hooks.Each(s.opts.Hooks, func(h Unfinished) { h.OnUnfinished(s.shardID, len(job.records), err) })
 		}
 		c.finish()
 	}
@@ -248,13 +268,17 @@ func (c *completion) finish() {
 
 // process takes records to the end: handler calls, retries, splits, routing of the outcomes and
 // dead letters. retries is how many retries these records have used, calls how many handler calls
-// included them. It returns an error only when ctx ends first.
+// included them. It returns nil only when every record is delivered (or handed to the sinks, whose
+// acknowledgements c counts), filtered, dropped or stored; any other outcome is an error (ctx
+// ended, a dead letter or error record given up on, a sink that refused), and the caller must not
+// acknowledge the records.
 func (s *shardStage) process(ctx context.Context, recs []record.Record, retries, calls int, c *completion) error {
 	p := s.opts.Policy
 	var lastErr error
 	invocationFailures := 0
-	if recs = s.splitCorrupt(ctx, recs, c); recs == nil {
-		return ctx.Err()
+	recs, err := s.splitCorrupt(ctx, recs, c)
+	if err != nil {
+		return err
 	}
 	for len(recs) > 0 {
 		if expired := s.expiredPrefix(recs); expired > 0 {
@@ -322,8 +346,9 @@ func (s *shardStage) process(ctx context.Context, recs []record.Record, retries,
 }
 
 // splitCorrupt sends records that could not be de-aggregated to the dead letters (or, with none
-// configured, on to the sinks whole) and returns the others. It returns nil when ctx ended.
-func (s *shardStage) splitCorrupt(ctx context.Context, recs []record.Record, c *completion) []record.Record {
+// configured, on to the sinks whole) and returns the others. An error means the corrupt records
+// were neither stored nor handed to the sinks: nothing of recs may be acknowledged.
+func (s *shardStage) splitCorrupt(ctx context.Context, recs []record.Record, c *completion) ([]record.Record, error) {
 	var corrupt []record.Record
 	for _, r := range recs {
 		if r.DeaggregationError != "" {
@@ -331,20 +356,17 @@ func (s *shardStage) splitCorrupt(ctx context.Context, recs []record.Record, c *
 		}
 	}
 	if len(corrupt) == 0 {
-		return recs
+		return recs, nil
 	}
-	var err error
 	if s.opts.DeadLetters != nil {
-		err = s.deadLetter(ctx, corrupt, dlq.DeaggregationFailed, 0, errors.New(corrupt[0].DeaggregationError))
+		if err := s.deadLetter(ctx, corrupt, dlq.DeaggregationFailed, 0, errors.New(corrupt[0].DeaggregationError)); err != nil {
+			return nil, err
+		}
 	} else {
 		s.log.Warn("KPL aggregates that could not be split are delivered whole: configure dead_letter to keep them apart", "records", len(corrupt))
-		c.add()
-		if err = consumer.WriteToSinks(ctx, s.opts.Sinks, corrupt, c.finish); err != nil {
-			c.fail()
+		if err := s.toSinks(ctx, corrupt, c); err != nil {
+			return nil, err
 		}
-	}
-	if err != nil {
-		return nil
 	}
 	rest := make([]record.Record, 0, len(recs)-len(corrupt))
 	for _, r := range recs {
@@ -352,7 +374,18 @@ func (s *shardStage) splitCorrupt(ctx context.Context, recs []record.Record, c *
 			rest = append(rest, r)
 		}
 	}
-	return rest
+	return rest, nil
+}
+
+// toSinks hands records to every sink, c counting their acknowledgement. An error (a sink
+// refused them) marks c failed: the records were not delivered.
+func (s *shardStage) toSinks(ctx context.Context, recs []record.Record, c *completion) error {
+	c.add()
+	if err := consumer.WriteToSinks(ctx, s.opts.Sinks, recs, c.finish); err != nil {
+		c.fail()
+		return err
+	}
+	return nil
 }
 
 // expiredPrefix counts the leading records older than the maximum record age.
@@ -401,9 +434,6 @@ func (s *shardStage) call(ctx context.Context, recs []record.Record) ([]process.
 			res = result{err: fmt.Errorf("handler %s timed out after %s", s.opts.Handler.Name(), s.opts.Policy.HandlerTimeout)}
 		}
 	}
-	if res.err == nil && len(res.outs) != len(recs) {
-		res = result{err: fmt.Errorf("handler %s returned %d results for %d records", s.opts.Handler.Name(), len(res.outs), len(recs))}
-	}
 	took := s.opts.Clock.Now().Sub(start)
 	s.log.Debug("handler called", "records", len(recs), "took", took, "error", res.err)
 	hooks.Each(s.opts.Hooks, func(h HandlerCalled) { h.OnHandlerCall(s.shardID, len(recs), took, res.err) })
@@ -430,11 +460,7 @@ func (s *shardStage) route(ctx context.Context, recs []record.Record, outs []pro
 		}
 	}
 	if len(deliver) > 0 {
-		c.add()
-		if err := consumer.WriteToSinks(ctx, s.opts.Sinks, deliver, c.finish); err != nil {
-			c.fail()
-			return err
-		}
+		return s.toSinks(ctx, deliver, c)
 	}
 	return nil
 }

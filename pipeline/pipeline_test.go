@@ -76,21 +76,33 @@ func (s *memSink) data() []string {
 
 var _ sinks.Sink = (*memSink)(nil)
 
+// outage fails the first failFirst calls of a fake store; its owner holds its lock around next.
+type outage struct {
+	failFirst int
+	calls     int
+}
+
+func (o *outage) next(what string) error {
+	o.calls++
+	if o.calls <= o.failFirst {
+		return errors.New(what + " unavailable")
+	}
+	return nil
+}
+
 // memDLQ collects dead letters; failFirst makes the first n sends fail.
 type memDLQ struct {
-	mu        sync.Mutex
-	failures  []dlq.Failure
-	failFirst int
-	sends     int
+	mu       sync.Mutex
+	failures []dlq.Failure
+	outage
 }
 
 func (d *memDLQ) Name() string { return "mem" }
 func (d *memDLQ) Send(_ context.Context, f dlq.Failure) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.sends++
-	if d.sends <= d.failFirst {
-		return errors.New("dead-letter queue unavailable")
+	if err := d.next("dead-letter queue"); err != nil {
+		return err
 	}
 	d.failures = append(d.failures, f)
 	return nil
@@ -109,25 +121,17 @@ func records(data ...string) []record.Record {
 	return out
 }
 
-// run hands one batch to a fresh stage and waits until it is finished; it reports whether done fired.
+// run hands one batch to a fresh stage and waits until it is finished; it reports whether done
+// fired within 20 s.
 func run(t *testing.T, opts Options, batch []record.Record) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	factory, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage := factory(ctx, "shardId-000000000000")
-	finished := make(chan struct{})
-	if err := stage.Handle(ctx, batch, func() { close(finished) }); err != nil {
-		t.Fatal(err)
-	}
-	stage.Close()
+	finished := handleOne(t, opts, batch)
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
 	select {
 	case <-finished:
 		return true
-	case <-ctx.Done():
+	case <-deadline.C:
 		return false
 	}
 }
@@ -444,7 +448,7 @@ func TestAHandlerTimeoutIsAFailureOfTheBatch(t *testing.T) {
 }
 
 func TestDeadLetterIsRetriedUntilStoredBeforeTheBatchFinishes(t *testing.T) {
-	dead := &memDLQ{failFirst: 3}
+	dead := &memDLQ{outage: outage{failFirst: 3}}
 	opts := Options{
 		Policy:  Policy{MaximumRetryAttempts: 0, ParallelizationFactor: 1, Backoff: noWait()},
 		Handler: &poisonHandler{}, Sinks: []sinks.Sink{&memSink{}}, DeadLetters: dead, Clock: clock.Real(),
@@ -453,8 +457,8 @@ func TestDeadLetterIsRetriedUntilStoredBeforeTheBatchFinishes(t *testing.T) {
 	if !run(t, opts, records("poison")) {
 		t.Fatal("batch never finished")
 	}
-	if dead.sends != 4 || len(dead.all()) != 1 {
-		t.Fatalf("sends = %d, stored = %d: want 3 failures then one stored dead letter", dead.sends, len(dead.all()))
+	if dead.calls != 4 || len(dead.all()) != 1 {
+		t.Fatalf("sends = %d, stored = %d: want 3 failures then one stored dead letter", dead.calls, len(dead.all()))
 	}
 }
 

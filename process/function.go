@@ -217,6 +217,10 @@ type functionHandler struct {
 
 func (f *functionHandler) Name() string { return f.name }
 
+// MayFailRecords is true under Firehose's transform contract, whose results include
+// ProcessingFailed.
+func (f *functionHandler) MayFailRecords() bool { return f.call.contract == FirehoseContract }
+
 func (f *functionHandler) Handle(ctx context.Context, batch []record.Record) ([]Output, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", f.name, err)

@@ -56,6 +56,11 @@ func TestJSON(t *testing.T) {
 		{`{"a":1}{"b":2}`, false, "invalid character"},
 		{`{"a":`, false, "unexpected end"},
 		{"\xff", false, "invalid character"},
+		// RFC 8259 section 8.1: JSON text is UTF-8. Invalid sequences inside strings are not JSON.
+		{"{\"a\":\"caf\xe9\"}", false, "invalid UTF-8 at byte 9"},
+		{"[\"ok\", \"\xed\xa0\x80\"]", false, "invalid UTF-8 at byte 8"}, // a UTF-16 surrogate encoded as UTF-8
+		{"\"\xc3\"", false, "invalid UTF-8 at byte 1"},                   // truncated sequence
+		{"{\"a\":\"caf\u00e9 \u2603\"}", true, ""},
 	}
 	for _, c := range cases {
 		outs, err := NewJSON().Handle(t.Context(), recs(c.data))

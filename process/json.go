@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/shardhose/shardhose/record"
 )
 
 // NewJSON returns the json handler: every record's data must be JSON (any JSON value, surrounding
-// whitespace allowed), as the recipe's transform requires before it enriches. Valid records are
+// whitespace allowed, UTF-8 throughout as RFC 8259 requires: invalid UTF-8 inside a string makes
+// the record invalid), as the recipe's transform requires before it enriches. Valid records are
 // delivered unchanged. The first invalid record stops the batch: Handle returns a *PartialFailure
 // at it, whose error names the record (sequence number, sub-sequence number, shard) and what is
 // wrong with its data. Without ReportBatchItemFailures the engine treats that as a failure of the
@@ -33,6 +35,12 @@ var ErrNotJSON = errors.New("data is not valid JSON")
 // what is wrong.
 func checkJSON(data []byte) error {
 	if json.Valid(data) {
+		// encoding/json accepts any bytes inside strings; RFC 8259 (section 8.1) requires UTF-8.
+		// Outside strings a non-ASCII byte is already a syntax error, so checking all of data
+		// checks the strings.
+		if at := invalidUTF8(data); at >= 0 {
+			return fmt.Errorf("%w: invalid UTF-8 at byte %d of %d (RFC 8259 requires UTF-8 text)", ErrNotJSON, at, len(data))
+		}
 		return nil
 	}
 	if len(data) == 0 {
@@ -48,4 +56,21 @@ func checkJSON(data []byte) error {
 		return ErrNotJSON
 	}
 	return fmt.Errorf("%w: %v", ErrNotJSON, err)
+}
+
+// invalidUTF8 returns the offset of the first byte of data that does not start a valid UTF-8
+// sequence, or -1 when data is valid UTF-8.
+func invalidUTF8(data []byte) int {
+	for i := 0; i < len(data); {
+		if data[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
 }

@@ -183,7 +183,11 @@ func deliverAll(batch []record.Record) []Output {
 
 // Chain returns a Handler that runs hs in turn: the records one handler delivers are the next
 // one's input (in order); Filtered, Dropped and ProcessingFailed outputs are final. With no
-// handlers it is PassThrough; with one it is that handler.
+// handlers it is PassThrough; with one it is that handler with its results checked (Checked).
+//
+// Every handler's result is checked against Handler's contract, alone or chained: one Output
+// per record, or a *PartialFailure with 0 <= FirstFailed < len(batch) and exactly FirstFailed
+// Outputs. A result of another shape fails the whole batch with an error naming the handler.
 //
 // Failures map back onto the original batch:
 //   - a whole-batch error from any handler fails the whole batch (wrapped with the handler's name);
@@ -198,7 +202,7 @@ func Chain(hs ...Handler) Handler {
 	case 0:
 		return PassThrough()
 	case 1:
-		return hs[0]
+		return Checked(hs[0])
 	}
 	names := make([]string, len(hs))
 	for i, h := range hs {
@@ -213,6 +217,16 @@ type chain struct {
 }
 
 func (c *chain) Name() string { return c.name }
+
+// MayFailRecords reports whether any handler of the chain may.
+func (c *chain) MayFailRecords() bool {
+	for _, h := range c.hs {
+		if MayFailRecords(h) {
+			return true
+		}
+	}
+	return false
+}
 
 func (c *chain) Handle(ctx context.Context, batch []record.Record) ([]Output, error) {
 	final := make([]Output, len(batch))
@@ -231,23 +245,19 @@ func (c *chain) Handle(ctx context.Context, batch []record.Record) ([]Output, er
 			return nil, fmt.Errorf("%s: %w", h.Name(), err)
 		}
 		outs, err := h.Handle(ctx, cur)
+		if err := checkResult(h.Name(), len(cur), outs, err); err != nil {
+			return nil, err
+		}
 		handled := len(cur)
 		if err != nil {
 			var pf *PartialFailure
 			if !errors.As(err, &pf) {
 				return nil, fmt.Errorf("%s: %w", h.Name(), err)
 			}
-			if pf.FirstFailed < 0 || pf.FirstFailed >= len(cur) || len(pf.Outputs) != pf.FirstFailed {
-				// Not wrapped with %w: the engine must not mistake it for a usable partial failure.
-				return nil, fmt.Errorf("%s: malformed partial failure (first failed %d, %d outputs, %d records): %v",
-					h.Name(), pf.FirstFailed, len(pf.Outputs), len(cur), err)
-			}
 			outs, handled = pf.Outputs, pf.FirstFailed
 			if at := idx[pf.FirstFailed]; failAt < 0 || at < failAt {
 				failAt, failErr = at, fmt.Errorf("%s: %w", h.Name(), pf.Err)
 			}
-		} else if len(outs) != len(cur) {
-			return nil, fmt.Errorf("%s returned %d results for %d records", h.Name(), len(outs), len(cur))
 		}
 		next, nextIdx := cur[:0:0], idx[:0:0]
 		for i := range handled {
@@ -270,4 +280,64 @@ func (c *chain) Handle(ctx context.Context, batch []record.Record) ([]Output, er
 		return nil, &PartialFailure{FirstFailed: failAt, Outputs: final[:failAt], Err: failErr}
 	}
 	return final, nil
+}
+
+// Checked returns h with every result checked against Handler's contract (see Chain): a result
+// of the wrong shape (too few or too many Outputs, or a *PartialFailure whose FirstFailed is
+// outside the batch or whose Outputs do not number FirstFailed) becomes a whole-batch error
+// naming h, which does not wrap the *PartialFailure, so the engine never acknowledges a record
+// on the word of a malformed result. Checked of a checked handler (or of a Chain) is that handler.
+func Checked(h Handler) Handler {
+	switch h.(type) {
+	case checked, *chain, passThrough:
+		return h
+	}
+	return checked{h}
+}
+
+type checked struct{ h Handler }
+
+func (c checked) Name() string { return c.h.Name() }
+
+func (c checked) MayFailRecords() bool { return MayFailRecords(c.h) }
+
+func (c checked) Handle(ctx context.Context, batch []record.Record) ([]Output, error) {
+	outs, err := c.h.Handle(ctx, batch)
+	if cerr := checkResult(c.h.Name(), len(batch), outs, err); cerr != nil {
+		return nil, cerr
+	}
+	return outs, err
+}
+
+// checkResult returns an error naming handler when its result for a batch of n records breaks
+// Handler's contract, and nil when the result (an error of any other kind included) has a
+// usable shape.
+func checkResult(handler string, n int, outs []Output, err error) error {
+	if err == nil {
+		if len(outs) != n {
+			return fmt.Errorf("handler %s broke its contract: it returned %d results for %d records", handler, len(outs), n)
+		}
+		return nil
+	}
+	var pf *PartialFailure
+	if errors.As(err, &pf) && (pf.FirstFailed < 0 || pf.FirstFailed >= n || len(pf.Outputs) != pf.FirstFailed) {
+		// Not wrapped with %w: the engine must not mistake it for a usable partial failure.
+		return fmt.Errorf("handler %s broke its contract: malformed partial failure (first failed %d, %d outputs, %d records): %v",
+			handler, pf.FirstFailed, len(pf.Outputs), n, err)
+	}
+	return nil
+}
+
+// RecordFailer is implemented by handlers that can return ProcessingFailed outputs: the lambda and
+// http handlers under Firehose's transform contract, and chains holding one. The engine refuses
+// such a handler when it has nowhere to store processing-failed records. A Handler of a program's
+// own that returns ProcessingFailed should implement it too.
+type RecordFailer interface {
+	MayFailRecords() bool
+}
+
+// MayFailRecords reports whether h says it can return ProcessingFailed outputs (RecordFailer).
+func MayFailRecords(h Handler) bool {
+	f, ok := h.(RecordFailer)
+	return ok && f.MayFailRecords()
 }

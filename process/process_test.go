@@ -220,11 +220,12 @@ func TestChain(t *testing.T) {
 
 func TestChainOfOneAndNone(t *testing.T) {
 	one := scripted{tag: "A"}
-	if Chain(one) != Handler(one) {
-		t.Error("Chain of one handler is not that handler")
+	outs, err := Chain(one).Handle(t.Context(), recs("a", "b"))
+	if err != nil || !slices.Equal(outcomes(outs), []string{"deliver:a+A", "deliver:b+A"}) || Chain(one).Name() != one.Name() {
+		t.Errorf("Chain(A) = %q, %v; want A's results under A's name", outcomes(outs), err)
 	}
 	h := Chain()
-	outs, err := h.Handle(t.Context(), recs("a", "b"))
+	outs, err = h.Handle(t.Context(), recs("a", "b"))
 	if err != nil || !slices.Equal(outcomes(outs), []string{"deliver:a", "deliver:b"}) {
 		t.Errorf("Chain() = %q, %v; want both delivered", outcomes(outs), err)
 	}
@@ -241,6 +242,39 @@ func TestChainRejectsBrokenHandlers(t *testing.T) {
 		if err == nil || errors.As(err, &pf) {
 			t.Errorf("%s: err = %v, want a whole-batch error", h.Name(), err)
 		}
+	}
+}
+
+// A lone handler's result is checked like a chained one's: a result of the wrong shape is a
+// whole-batch error naming the handler, never usable as a partial failure.
+func TestChainOfOneRejectsABrokenHandler(t *testing.T) {
+	short := Func("short", func(context.Context, []record.Record) ([]Output, error) { return nil, nil })
+	long := Func("long", func(_ context.Context, b []record.Record) ([]Output, error) {
+		return make([]Output, len(b)+1), nil
+	})
+	shortPF := Func("short-pf", func(context.Context, []record.Record) ([]Output, error) {
+		return nil, &PartialFailure{FirstFailed: 1, Err: errors.New("x")}
+	})
+	longPF := Func("long-pf", func(_ context.Context, b []record.Record) ([]Output, error) {
+		return nil, &PartialFailure{FirstFailed: 1, Outputs: make([]Output, 2), Err: errors.New("x")}
+	})
+	pastPF := Func("past-pf", func(_ context.Context, b []record.Record) ([]Output, error) {
+		return nil, &PartialFailure{FirstFailed: 2, Outputs: make([]Output, 2), Err: errors.New("x")}
+	})
+	for _, h := range []Handler{short, long, shortPF, longPF, pastPF} {
+		_, err := Chain(h).Handle(t.Context(), recs("a", "b"))
+		var pf *PartialFailure
+		if err == nil || errors.As(err, &pf) || !strings.Contains(err.Error(), h.Name()) {
+			t.Errorf("%s: err = %v, want a whole-batch error naming the handler", h.Name(), err)
+		}
+	}
+	// A well-formed partial failure passes through.
+	good := Func("good-pf", func(_ context.Context, b []record.Record) ([]Output, error) {
+		return nil, &PartialFailure{FirstFailed: 1, Outputs: []Output{{Outcome: Deliver, Record: b[0]}}, Err: errors.New("x")}
+	})
+	var pf *PartialFailure
+	if _, err := Chain(good).Handle(t.Context(), recs("a", "b")); !errors.As(err, &pf) || pf.FirstFailed != 1 {
+		t.Errorf("good-pf: err = %v, want its partial failure", err)
 	}
 }
 
@@ -292,6 +326,34 @@ func TestOutcomeString(t *testing.T) {
 	for o, want := range map[Outcome]string{Deliver: "deliver", Filtered: "filtered", Dropped: "dropped", ProcessingFailed: "processing_failed", Outcome(9): "outcome(9)"} {
 		if o.String() != want {
 			t.Errorf("%d.String() = %q, want %q", int(o), o.String(), want)
+		}
+	}
+}
+
+func TestMayFailRecordsUnderTheFirehoseContractOnly(t *testing.T) {
+	firehose, err := NewHTTP(HTTPOptions{URL: "http://127.0.0.1:1/", Contract: FirehoseContract})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lambda, err := NewHTTP(HTTPOptions{URL: "http://127.0.0.1:1/", Contract: LambdaContract})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		h    Handler
+		want bool
+	}{
+		{"firehose alone", Chain(firehose), true},
+		{"firehose unchecked", firehose, true},
+		{"firehose in a chain", Chain(NewJSON(), firehose), true},
+		{"lambda contract", Chain(lambda), false},
+		{"json", Chain(NewJSON()), false},
+		{"none", Chain(), false},
+		{"checked twice", Checked(Checked(firehose)), true},
+	} {
+		if got := MayFailRecords(c.h); got != c.want {
+			t.Errorf("%s: MayFailRecords = %v, want %v", c.name, got, c.want)
 		}
 	}
 }
