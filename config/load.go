@@ -95,10 +95,20 @@ func Load(opts LoadOptions) (Config, error) {
 	return cfg, nil
 }
 
-// ApplyDerivedDefaults fills the keys whose default depends on the machine: leases.worker_id
-// becomes "<hostname>-<pid>" when empty. Load calls it; call it yourself before Validate on a
-// Config built in code.
+// ApplyDerivedDefaults fills the keys whose default depends on the machine or on other keys:
+// leases.worker_id becomes "<hostname>-<pid>" when empty, and with a Firehose-contract handler
+// an empty processing.error_output.bucket becomes the first S3 sink's bucket (Firehose writes
+// processing-failed records under its S3 destination's error prefix). Load calls it; call it
+// yourself before Validate on a Config built in code.
 func (c *Config) ApplyDerivedDefaults() {
+	if c.Processing.ErrorOutput.Bucket == "" && c.Processing.MayFailRecords() {
+		for _, s := range c.Sinks {
+			if s.Type == "s3" && s.S3 != nil && s.S3.Bucket != "" {
+				c.Processing.ErrorOutput.Bucket = s.S3.Bucket
+				break
+			}
+		}
+	}
 	if c.Leases.WorkerID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {

@@ -44,7 +44,9 @@ type Processing struct {
 	// Retry is the wait between retries of a failed batch (jittered, doubling to max_backoff).
 	Retry Backoff `koanf:"retry"`
 	// ErrorOutput is where Firehose-contract ProcessingFailed records go, as Firehose error
-	// records under <prefix>processing-failed/. With no bucket they are written as dead letters.
+	// records under <prefix>processing-failed/. Its bucket defaults to the first S3 sink's
+	// (ApplyDerivedDefaults); with no bucket at all they are written as dead letters, and with
+	// no dead-letter destination either the configuration is refused.
 	ErrorOutput ErrorOutput `koanf:"error_output"`
 }
 
@@ -66,6 +68,22 @@ const ReportBatchItemFailures = "ReportBatchItemFailures"
 // ReportsBatchItemFailures tells whether partial batch responses are enabled.
 func (p Processing) ReportsBatchItemFailures() bool {
 	return slices.Contains(p.FunctionResponseTypes, ReportBatchItemFailures)
+}
+
+// MayFailRecords tells whether a handler can mark records ProcessingFailed: a lambda or http
+// handler under the Firehose contract.
+func (p Processing) MayFailRecords() bool {
+	return p.firehoseHandler() >= 0
+}
+
+// firehoseHandler returns the index of the first Firehose-contract function handler, or -1.
+func (p Processing) firehoseHandler() int {
+	for i, h := range p.Handlers {
+		if (h.Type == HandlerLambda || h.Type == HandlerHTTP) && h.Contract == ContractFirehose {
+			return i
+		}
+	}
+	return -1
 }
 
 // GivesUp tells whether the policy can give records up (and so needs a dead-letter destination).
@@ -224,6 +242,17 @@ func (v *checker) processingNeedsDeadLetter(p Processing, d DeadLetter) {
 		key, val = "processing.maximum_record_age_in_seconds", strconv.Itoa(p.MaximumRecordAgeInSeconds)
 	}
 	v.add(key, val, "gives records up, so a dead-letter destination is required: set dead_letter.type (or use -1 to retry until the records expire)")
+}
+
+// processingFailedHasAPlace refuses a Firehose-contract handler whose ProcessingFailed records
+// could be stored nowhere: such a record's batch would never finish, and its shard would stop.
+func (v *checker) processingFailedHasAPlace(p Processing, d DeadLetter) {
+	i := p.firehoseHandler()
+	if i < 0 || p.ErrorOutput.Bucket != "" || d.Type != "" {
+		return
+	}
+	v.add(fmt.Sprintf("processing.handlers[%d].contract", i), ContractFirehose,
+		"can mark records ProcessingFailed, which need somewhere to go: set processing.error_output.bucket (it defaults to the first s3 sink's bucket, and there is no s3 sink) or dead_letter.type")
 }
 
 func (v *checker) processingHandler(p string, h ProcessingHandler) {

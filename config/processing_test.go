@@ -305,3 +305,80 @@ processing:
 		t.Errorf("ranges = %+v", rs)
 	}
 }
+
+// Firehose always has somewhere for processing-failed records: its S3 destination's error
+// prefix. So does shardhose: processing.error_output.bucket defaults to the first S3 sink's.
+func TestFirehoseContractErrorOutputDefaultsToTheFirstS3Bucket(t *testing.T) {
+	const sinks = `
+stream: {name: orders}
+sinks:
+  - {name: debug, type: file, file: {path: "-"}}
+  - {name: archive, type: s3, s3: {bucket: archive-bucket}}
+  - {name: other, type: s3, s3: {bucket: other-bucket}}
+`
+	load := func(processing string) Config {
+		t.Helper()
+		cfg, err := Load(LoadOptions{Path: writeFile(t, sinks+processing), Environ: noEnv})
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		return cfg
+	}
+	cfg := load(`processing:
+  handlers: [{type: http, url: "http://127.0.0.1:9000/transform", contract: firehose}]
+`)
+	if got := cfg.Processing.ErrorOutput; got.Bucket != "archive-bucket" || got.Prefix != "errors/" {
+		t.Errorf("error output = %+v, want the first S3 sink's bucket under errors/", got)
+	}
+	cfg = load(`processing:
+  handlers: [{type: http, url: "http://127.0.0.1:9000/transform", contract: firehose}]
+  error_output: {bucket: errors-bucket, prefix: failed/}
+`)
+	if got := cfg.Processing.ErrorOutput; got.Bucket != "errors-bucket" || got.Prefix != "failed/" {
+		t.Errorf("error output = %+v, want the configured one", got)
+	}
+	cfg = load(`processing:
+  handlers: [{type: http, url: "http://127.0.0.1:9000/fn"}]
+`)
+	if got := cfg.Processing.ErrorOutput.Bucket; got != "" {
+		t.Errorf("error output bucket = %q under the Lambda contract, which has no ProcessingFailed: want none", got)
+	}
+}
+
+// With no S3 location at all and no dead-letter destination, a ProcessingFailed record could
+// never be stored and its shard would never move on: the configuration is refused.
+func TestFirehoseContractWithNowhereForProcessingFailedIsRefused(t *testing.T) {
+	const noS3 = `
+stream: {name: orders}
+sinks:
+  - {name: debug, type: file, file: {path: "-"}}
+`
+	for _, h := range []string{
+		`{type: http, url: "http://127.0.0.1:9000/transform", contract: firehose}`,
+		`{type: lambda, function: transform, contract: firehose}`,
+	} {
+		_, err := Load(LoadOptions{Path: writeFile(t, noS3+"processing:\n  handlers: [{type: json}, "+h+"]\n"), Environ: noEnv})
+		if err == nil {
+			t.Fatalf("%s with no S3 sink, no error_output.bucket and no dead_letter was accepted", h)
+		}
+		var fe FieldError
+		for _, e := range asErrors(t, err) {
+			if e.Key == "processing.handlers[1].contract" {
+				fe = e
+			}
+		}
+		if fe.Key == "" || !strings.Contains(fe.Problem, "processing.error_output.bucket") || !strings.Contains(fe.Problem, "dead_letter.type") {
+			t.Fatalf("%s: problems %v, want one at processing.handlers[1].contract naming processing.error_output.bucket and dead_letter.type", h, err)
+		}
+	}
+	ok := []string{
+		"processing:\n  handlers: [{type: http, url: \"http://h\", contract: firehose}]\n  error_output: {bucket: errors-bucket}\n",
+		"processing:\n  handlers: [{type: http, url: \"http://h\", contract: firehose}]\ndead_letter: {type: file, file: {path: /tmp/dl.jsonl}}\n",
+		"processing:\n  handlers: [{type: http, url: \"http://h\"}]\n",
+	}
+	for _, p := range ok {
+		if _, err := Load(LoadOptions{Path: writeFile(t, noS3+p), Environ: noEnv}); err != nil {
+			t.Errorf("Load(%s): %v", p, err)
+		}
+	}
+}

@@ -147,6 +147,7 @@ func (c *Config) Validate() error {
 	v.sinks(c.Sinks)
 	v.deadLetter(c.DeadLetter)
 	v.processingNeedsDeadLetter(c.Processing, c.DeadLetter)
+	v.processingFailedHasAPlace(c.Processing, c.DeadLetter)
 	v.stallAboveBuffering(c.Leases.StallTimeout, c.Sinks)
 	v.durationMin("shutdown.drain_timeout", c.Shutdown.DrainTimeout, time.Nanosecond)
 	v.oneOf("log.format", c.Log.Format, logFormats)
