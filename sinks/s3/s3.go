@@ -554,9 +554,10 @@ func (s *Sink) requestSealLocked(o *object) {
 	}
 }
 
-// sealDueLocked seals the buffers that are due, oldest request first, while slots are free.
+// sealDueLocked seals the buffers that are due, oldest request first, while slots are free. A
+// stopped sink starts no upload (Close is waiting for the running ones).
 func (s *Sink) sealDueLocked() {
-	for s.uploads < s.maxUploads && len(s.due) > 0 {
+	for !s.stopped && s.uploads < s.maxUploads && len(s.due) > 0 {
 		o := s.due[0]
 		s.due[0] = nil
 		s.due = s.due[1:]
@@ -657,13 +658,30 @@ func (s *Sink) deliver(ctx context.Context, o *object) error {
 }
 
 // abandon logs an object that will not be written: the sink stopped, or it cannot be encoded.
-// It stays in pending, and its Writes are never acknowledged.
+// It stays in pending, and its Writes are never acknowledged; but it gives back its upload slot
+// and its active partition, so that the objects after it are still written.
 func (s *Sink) abandon(o *object, err error) {
 	if errors.Is(err, errEncode) {
 		s.log.Error("s3 object could not be encoded; its records will not be acknowledged", "records", o.records, "error", err)
-		return
+	} else {
+		s.log.Error("s3 sink stopped before an object was written; its records stay unacknowledged", "records", o.records, "error_output_type", o.bk.errorOutputType, "error", err)
 	}
-	s.log.Error("s3 sink stopped before an object was written; its records stay unacknowledged", "records", o.records, "error_output_type", o.bk.errorOutputType, "error", err)
+	s.mu.Lock()
+	s.releaseLocked(o)
+	s.mu.Unlock()
+}
+
+// releaseLocked gives back what sealed object o held: its upload slot, and its count in its
+// partition's activity. Buffers waiting for a slot are sealed.
+func (s *Sink) releaseLocked(o *object) {
+	s.uploads--
+	if o.isData() && s.parts != nil {
+		if s.active[o.bk.partition]--; s.active[o.bk.partition] <= 0 {
+			delete(s.active, o.bk.partition)
+		}
+	}
+	s.sealDueLocked()
+	s.broadcastLocked() // an upload slot is free
 }
 
 // complete acknowledges the Writes whose last unwritten object was o, then the Flushes whose
@@ -671,16 +689,9 @@ func (s *Sink) abandon(o *object, err error) {
 // of every Write it waited for have returned.
 func (s *Sink) complete(o *object) {
 	s.mu.Lock()
-	s.uploads--
-	if o.isData() && s.parts != nil {
-		if s.active[o.bk.partition]--; s.active[o.bk.partition] <= 0 {
-			delete(s.active, o.bk.partition)
-		}
-	}
 	dones := settle(o.acks)
 	o.acks, o.recs, o.errs = nil, nil, nil
-	s.sealDueLocked()
-	s.broadcastLocked() // an upload slot is free
+	s.releaseLocked(o)
 	s.mu.Unlock()
 	for _, fn := range dones {
 		fn()
