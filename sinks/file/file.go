@@ -6,12 +6,14 @@ package file
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/fsutil"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
@@ -47,6 +50,10 @@ type Options struct {
 	// Logger receives a line per failed write; nil discards.
 	Logger *slog.Logger
 	Hooks  hooks.Set
+
+	// sync flushes the file (and its directory) to disk; nil means fsutil.Sync. Tests inject
+	// fsync failures through it.
+	sync fsutil.SyncFunc
 }
 
 // Sink writes records to a file or standard output, one line per record. It implements
@@ -67,13 +74,20 @@ type Options struct {
 // appending (created with mode 0644 if missing), so a restart adds to it.
 //
 // Acknowledgement: done is called after the Write's lines are written, and, for a file with fsync
-// on, after the file is synced; before Write returns, from its goroutine. There is no buffering
+// on, after the file is synced (see Failure); before Write returns, from its goroutine. There is no buffering
 // across Writes, so Flush has nothing to wait for beyond a Write cut short.
 //
-// Failure: a failed write or fsync is retried (waits from 100 ms, doubling, at most 10 s) until
-// it succeeds or the Write's ctx ends. If ctx ends partway through the Write's lines, the rest of
+// Failure: a failed write is retried (waits from 100 ms, doubling, at most 10 s) until it
+// succeeds or the Write's ctx ends. If ctx ends partway through the Write's lines, the rest of
 // them is kept and written before anything else, so the output never holds a torn line; the
 // Write is not acknowledged (its records are delivered again later: a duplicate at worst).
+//
+// A failed fsync is not retried on the same file: Linux may have dropped the dirty pages and
+// cleared the error, so a later fsync that succeeds would prove nothing. The file is set aside
+// as <path>.fsync-failed-<UTC time> (what it held before the failure stays there), a new file is
+// created at path (its directory synced), and everything written since the last good fsync is
+// written to it and synced; only then is the Write acknowledged. That is retried like a write.
+// Creating the file, at New or so, also syncs its directory, so the file's name is on disk too.
 //
 // All methods are safe for concurrent use.
 type Sink struct {
@@ -87,12 +101,20 @@ type Sink struct {
 	log    *slog.Logger
 	hooks  hooks.Set
 	policy retry.Policy
+	sync   fsutil.SyncFunc
 
 	// lock is a one-token semaphore rather than a mutex, so that waiting for it can end with ctx.
 	// It guards the fields below and every write to out.
 	lock   chan struct{}
 	tail   []byte // the unwritten rest of a Write cut short; written before anything else
 	closed bool
+	// With fsync: the bytes written to the file since its last good fsync, which a failed fsync
+	// makes us write again to a new file; whether the file's last fsync failed (nothing more is
+	// written to it); and whether it holds lines that were synced (or were there before we
+	// opened it), which must be kept when it is replaced.
+	unsynced []byte
+	broken   bool
+	keep     bool
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -121,7 +143,11 @@ func New(opts Options) (*Sink, error) {
 		log:    opts.Logger,
 		hooks:  opts.Hooks,
 		policy: writeRetry,
+		sync:   opts.sync,
 		lock:   make(chan struct{}, 1),
+	}
+	if s.sync == nil {
+		s.sync = fsutil.Sync
 	}
 	if cfg.Path == config.FileSinkStdout {
 		s.out = opts.Stdout
@@ -129,11 +155,17 @@ func New(opts Options) (*Sink, error) {
 			s.out = os.Stdout
 		}
 	} else {
-		f, err := os.OpenFile(cfg.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, created, err := fsutil.OpenAppend(cfg.Path, 0o644)
 		if err != nil {
 			return nil, fmt.Errorf("file sink %q: open %s: %w", opts.Name, cfg.Path, err)
 		}
-		s.file, s.out, s.fsync = f, f, cfg.Fsync
+		s.file, s.out, s.fsync, s.keep = f, f, cfg.Fsync, !created
+		if created && s.fsync {
+			if err := fsutil.SyncDir(cfg.Path, s.sync); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("file sink %q: %w", opts.Name, err)
+			}
+		}
 	}
 	if s.clock == nil {
 		s.clock = clock.Real()
@@ -209,7 +241,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	err := s.writeLocked(ctx, nil, 0)
-	if s.file != nil {
+	if s.file != nil && !s.broken {
 		if cerr := s.file.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close file sink %s: close %s: %w", s.name, s.path, cerr)
 		}
@@ -231,9 +263,19 @@ func (s *Sink) release() { <-s.lock }
 // writeLocked writes the tail left by an earlier Write, then p (the lines of records records),
 // then syncs the file when fsync is on, retrying each step until it succeeds or ctx ends. If ctx
 // ends after part of p was written, the rest of p becomes the tail.
+//
+// A failed fsync is not retried: Linux may have dropped the dirty pages and cleared the error,
+// so a later fsync that succeeds proves nothing. The file is replaced instead (replaceFile) and
+// everything written since its last good fsync is written to the new file and synced there.
 func (s *Sink) writeLocked(ctx context.Context, p []byte, records int) error {
+	if s.broken {
+		if err := s.replaceFileRetrying(ctx, records); err != nil {
+			return err
+		}
+	}
 	if len(s.tail) > 0 {
 		n, err := s.writeAll(ctx, s.tail, 0)
+		s.wrote(s.tail[:n])
 		s.tail = s.tail[n:]
 		if err != nil {
 			return err
@@ -242,6 +284,7 @@ func (s *Sink) writeLocked(ctx context.Context, p []byte, records int) error {
 	}
 	if len(p) > 0 {
 		n, err := s.writeAll(ctx, p, records)
+		s.wrote(p[:n])
 		if err != nil {
 			if n > 0 {
 				s.tail = bytes.Clone(p[n:])
@@ -252,16 +295,89 @@ func (s *Sink) writeLocked(ctx context.Context, p []byte, records int) error {
 	if !s.fsync {
 		return nil
 	}
-	sync := func(context.Context, int) error {
-		if err := s.file.Sync(); err != nil {
-			return fmt.Errorf("fsync %s: %w", s.path, err)
-		}
-		return nil
+	if err := s.sync(s.file); err != nil {
+		s.broken = true
+		s.log.Warn("file sink fsync failed; writing what was not yet on disk again, to a new file", "records", records, "bytes", len(s.unsynced), "error", err)
+		hooks.Each(s.hooks, func(h hooks.DeliveryFailed) { h.OnDeliveryFailed(s.name, records, err) })
+		return s.replaceFileRetrying(ctx, records)
 	}
-	if _, err := retry.Do(ctx, s.clock, s.policy, sync, s.retrying("fsync", records)); err != nil {
+	s.synced()
+	return nil
+}
+
+// wrote notes bytes written to the file, which are not on disk until the next good fsync.
+func (s *Sink) wrote(b []byte) {
+	if s.fsync {
+		s.unsynced = append(s.unsynced, b...)
+	}
+}
+
+// synced notes a good fsync: what was written is on disk, and the file must be kept.
+func (s *Sink) synced() {
+	if len(s.unsynced) > 0 {
+		s.keep = true
+	}
+	s.unsynced = s.unsynced[:0]
+}
+
+// replaceFileRetrying replaces the file whose fsync failed (replaceFile), retrying until that
+// succeeds or ctx ends.
+func (s *Sink) replaceFileRetrying(ctx context.Context, records int) error {
+	replace := func(context.Context, int) error { return s.replaceFile() }
+	if _, err := retry.Do(ctx, s.clock, s.policy, replace, s.retrying("rewrite after a failed fsync", records)); err != nil {
 		return fmt.Errorf("file sink %s: %w", s.name, err)
 	}
 	return nil
+}
+
+// replaceFile closes the file whose fsync failed and starts a new one at the same path: the old
+// file is set aside as <path>.fsync-failed-<time> when it holds lines that were on disk (they stay
+// there), or removed when it holds none. The new file is created, its directory synced, and
+// everything written since the last good fsync written to it and synced.
+func (s *Sink) replaceFile() error {
+	if s.file != nil {
+		_ = s.file.Close() // its unsynced data is written again below; a close error adds nothing
+		s.file = nil
+	}
+	if s.keep {
+		aside := s.asideName()
+		if err := os.Rename(s.path, aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("set %s aside after a failed fsync: %w", s.path, err)
+		}
+		s.log.Warn("file sink set its file aside after a failed fsync; it goes on in a new file", "aside", aside)
+		s.keep = false
+	} else if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s after a failed fsync: %w", s.path, err)
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s after a failed fsync: %w", s.path, err)
+	}
+	s.file, s.out = f, f
+	if err := fsutil.SyncDir(s.path, s.sync); err != nil {
+		return err
+	}
+	if n, err := f.Write(s.unsynced); err != nil || n < len(s.unsynced) {
+		return fmt.Errorf("write %d bytes again to %s: %w", len(s.unsynced), s.path, cmp.Or(err, io.ErrShortWrite))
+	}
+	if err := s.sync(f); err != nil {
+		return fmt.Errorf("fsync %s: %w", s.path, err)
+	}
+	s.broken = false
+	s.synced()
+	return nil
+}
+
+// asideName is a name for the file set aside that no file has yet.
+func (s *Sink) asideName() string {
+	base := s.path + ".fsync-failed-" + s.clock.Now().UTC().Format("20060102T150405.000Z")
+	name := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(name); errors.Is(err, fs.ErrNotExist) {
+			return name
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
 }
 
 // writeAll writes p, going on after short or failed writes until all of it is written or ctx
