@@ -220,7 +220,9 @@ func TestFlushReturnsOnContextEndWhileEverySlotIsBusy(t *testing.T) {
 // others go on): it must neither panic nor wait for batches sealed after it was called. This is
 // the load that crashed the sink with "WaitGroup is reused before previous Wait has returned".
 func TestFlushConcurrentWithWrites(t *testing.T) {
-	ctx := ctx10(t)
+	// A bound on the whole test, not a wait: it takes well under a second on an idle machine.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
 	deliver := func(ctx context.Context, b []record.Record) error {
 		select { // a destination that takes a little while
 		case <-time.After(time.Millisecond):
@@ -236,10 +238,9 @@ func TestFlushConcurrentWithWrites(t *testing.T) {
 	stop := make(chan struct{})
 	var writers sync.WaitGroup
 	var acked, written atomic.Int64
+	errs := make(chan error, 4)
 	for w := range 4 {
-		writers.Add(1)
-		go func() {
-			defer writers.Done()
+		writers.Go(func() {
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -247,15 +248,18 @@ func TestFlushConcurrentWithWrites(t *testing.T) {
 				default:
 				}
 				if err := b.Write(ctx, recs(w*1_000_000+i*500, 500), func() { acked.Add(1) }); err != nil {
-					t.Errorf("writer %d: %v", w, err)
+					errs <- fmt.Errorf("writer %d: %w", w, err)
 					return
 				}
 				written.Add(1)
 			}
-		}()
+		})
 	}
+	stopWriters := sync.OnceFunc(func() { close(stop); writers.Wait() })
+	defer stopWriters() // on failure too: no writer outlives the test
+
 	flushes, timedOut := 0, 0
-	for flushes < 200 || written.Load() < 200 { // both going on at once, for a while
+	for flushes < 100 || written.Load() < 100 { // both going on at once, for a while
 		if ctx.Err() != nil {
 			t.Fatalf("after %d flushes, %d writes: %v", flushes, written.Load(), ctx.Err())
 		}
@@ -271,8 +275,11 @@ func TestFlushConcurrentWithWrites(t *testing.T) {
 		}
 		flushes++
 	}
-	close(stop)
-	writers.Wait()
+	stopWriters()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 	if err := b.Flush(ctx); err != nil {
 		t.Fatalf("final Flush: %v", err)
 	}
