@@ -220,6 +220,13 @@ func TestFlushReturnsOnContextEndWhileEverySlotIsBusy(t *testing.T) {
 // others go on): it must neither panic nor wait for batches sealed after it was called. This is
 // the load that crashed the sink with "WaitGroup is reused before previous Wait has returned".
 func TestFlushConcurrentWithWrites(t *testing.T) {
+	t.Run("4 writers", func(t *testing.T) { flushConcurrentWithWrites(t, 4, 500) })
+	t.Run("256 writers", func(t *testing.T) { flushConcurrentWithWrites(t, 256, 20) }) // hundreds of shards
+}
+
+// flushConcurrentWithWrites runs Flushes with a 50 ms deadline while writers each hand on
+// perWrite records at a time, into 500-record batches closed after 1 s.
+func flushConcurrentWithWrites(t *testing.T, writers, perWrite int) {
 	// A bound on the whole test, not a wait: it takes well under a second on an idle machine.
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -236,18 +243,18 @@ func TestFlushConcurrentWithWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
-	var writers sync.WaitGroup
+	var running sync.WaitGroup
 	var acked, written atomic.Int64
-	errs := make(chan error, 4)
-	for w := range 4 {
-		writers.Go(func() {
+	errs := make(chan error, writers)
+	for w := range writers {
+		running.Go(func() {
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				if err := b.Write(ctx, recs(w*1_000_000+i*500, 500), func() { acked.Add(1) }); err != nil {
+				if err := b.Write(ctx, recs(w*1_000_000+i*perWrite, perWrite), func() { acked.Add(1) }); err != nil {
 					errs <- fmt.Errorf("writer %d: %w", w, err)
 					return
 				}
@@ -255,11 +262,11 @@ func TestFlushConcurrentWithWrites(t *testing.T) {
 			}
 		})
 	}
-	stopWriters := sync.OnceFunc(func() { close(stop); writers.Wait() })
+	stopWriters := sync.OnceFunc(func() { close(stop); running.Wait() })
 	defer stopWriters() // on failure too: no writer outlives the test
 
 	flushes, timedOut := 0, 0
-	for flushes < 100 || written.Load() < 100 { // both going on at once, for a while
+	for flushes < 100 || written.Load() < int64(max(100, 8*writers)) { // both going on at once, for a while
 		if ctx.Err() != nil {
 			t.Fatalf("after %d flushes, %d writes: %v", flushes, written.Load(), ctx.Err())
 		}
