@@ -266,7 +266,7 @@ func flushConcurrentWithWrites(t *testing.T, writers, perWrite int) {
 	defer stopWriters() // on failure too: no writer outlives the test
 
 	flushes, timedOut := 0, 0
-	for flushes < 100 || written.Load() < int64(max(100, 8*writers)) { // both going on at once, for a while
+	for flushes < 20 || written.Load() < int64(max(100, 8*writers)) { // both going on at once, for a while
 		if ctx.Err() != nil {
 			t.Fatalf("after %d flushes, %d writes: %v", flushes, written.Load(), ctx.Err())
 		}
