@@ -42,6 +42,31 @@ func (u *unfinishedRecorder) handlerErrors() []error {
 	return append([]error(nil), u.callErrs...)
 }
 
+// wait returns the error of the first lane job reported unfinished, failing the test if the
+// batch is acknowledged instead (before or after), or if nothing is reported within 10 s.
+func (u *unfinishedRecorder) wait(t *testing.T, finished <-chan struct{}) error {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	select {
+	case <-finished:
+		t.Fatal("batch acknowledged although its records were neither all delivered nor all stored")
+	case err := <-u.unfinished:
+		if err == nil {
+			t.Fatal("batch reported unfinished with a nil error")
+		}
+		select {
+		case <-finished:
+			t.Fatal("batch acknowledged after it was reported unfinished")
+		default:
+		}
+		return err
+	case <-deadline.C:
+		t.Fatal("the stage never reported the batch unfinished")
+	}
+	return nil
+}
+
 // handleOne hands batch to a fresh stage and returns a channel closed when its done fires.
 func handleOne(t *testing.T, opts Options, batch []record.Record) <-chan struct{} {
 	t.Helper()
@@ -79,22 +104,11 @@ func TestDeadLetterThatGivesUpLeavesTheBatchUnacknowledged(t *testing.T) {
 		Hooks:      []any{rec},
 	}
 	finished := handleOne(t, opts, corrupt(records("a", "corrupt", "b"), 1))
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	select {
-	case <-finished:
-		t.Fatalf("batch acknowledged although its dead letter was not stored and the sink got %q", sink.data())
-	case err := <-rec.unfinished:
-		if err == nil || !strings.Contains(err.Error(), "dead-letter queue unavailable") {
-			t.Fatalf("batch left unfinished with error %v, want the dead-letter failure", err)
-		}
-	case <-deadline.C:
-		t.Fatal("the stage never reported the batch unfinished")
+	if err := rec.wait(t, finished); !strings.Contains(err.Error(), "dead-letter queue unavailable") {
+		t.Fatalf("batch left unfinished with error %v, want the dead-letter failure", err)
 	}
-	select {
-	case <-finished:
-		t.Fatal("batch acknowledged after it was reported unfinished")
-	default:
+	if got := sink.data(); len(got) != 0 {
+		t.Fatalf("sink got %q", got)
 	}
 	if len(dead.all()) != 0 {
 		t.Fatalf("dead letters stored: %+v", dead.all())
@@ -339,16 +353,24 @@ func TestCorruptAggregatesTheSinkRefusesLeaveTheBatchUnacknowledged(t *testing.T
 		Handler: &passHandler{}, Sinks: []sinks.Sink{refusingSink{}}, Clock: clock.Real(), Hooks: []any{rec},
 	}
 	finished := handleOne(t, opts, corrupt(records("agg-1", "a"), 0))
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	select {
-	case <-finished:
-		t.Fatal("batch acknowledged although the sink refused it")
-	case err := <-rec.unfinished:
-		if !errors.Is(err, sinks.ErrClosed) {
-			t.Fatalf("unfinished with %v, want the sink's refusal", err)
+	if err := rec.wait(t, finished); !errors.Is(err, sinks.ErrClosed) {
+		t.Fatalf("unfinished with %v, want the sink's refusal", err)
+	}
+}
+
+// A handler of a program's own that does not say it can fail records (process.RecordFailer)
+// gets past New; when it does mark one ProcessingFailed with nowhere to store it, the batch is
+// left unfinished with an error that says so.
+func TestProcessingFailedWithNowhereToGoLeavesTheBatchUnfinished(t *testing.T) {
+	rec, sink := newUnfinishedRecorder(), &memSink{}
+	opts := Options{
+		Policy:  Policy{MaximumRetryAttempts: -1, ParallelizationFactor: 1, Backoff: noWait()},
+		Handler: failEvery(), Sinks: []sinks.Sink{sink}, Clock: clock.Real(), Hooks: []any{rec},
+	}
+	err := rec.wait(t, handleOne(t, opts, records("a", "fail-1")))
+	for _, want := range []string{"transform", "ProcessingFailed", "error output", "dead-letter destination", "process.RecordFailer"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("unfinished with %q, want it to mention %q", err, want)
 		}
-	case <-deadline.C:
-		t.Fatal("the stage never reported the batch unfinished")
 	}
 }

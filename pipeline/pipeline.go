@@ -468,6 +468,12 @@ func (s *shardStage) route(ctx context.Context, recs []record.Record, outs []pro
 // processingFailed writes Firehose processing-failed error records, retrying until stored.
 func (s *shardStage) processingFailed(ctx context.Context, recs []record.Record, reasons []string) error {
 	if s.opts.ErrorOutput == nil {
+		if s.opts.DeadLetters == nil {
+			// New refuses this for handlers that say they can fail records; a handler of a
+			// program's own may not have said so.
+			return fmt.Errorf("handler %s marked %d records ProcessingFailed, and there is neither an error output nor a dead-letter destination to store them (a handler that can do this should implement process.RecordFailer, so that pipeline.New refuses such options)",
+				s.opts.Handler.Name(), len(recs))
+		}
 		return s.deadLetter(ctx, recs, dlq.RetryAttemptsExhausted, 1, fmt.Errorf("processing failed: %s", reasons[0]))
 	}
 	now := s.opts.Clock.Now().UnixMilli()
