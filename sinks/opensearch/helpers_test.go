@@ -27,6 +27,11 @@ type fakeBackup struct {
 	raw     [][]record.Record
 	calls   int
 	changed chan struct{}
+	// probe, when set, is called at the start of every call; probed[i] is its result at call i+1.
+	// Tests read other state through it at the moment of a call, which a test goroutine woken
+	// later cannot do: with the clock driven, more rounds may have passed by then.
+	probe  func() int
+	probed []int
 }
 
 type storedErrors struct {
@@ -56,6 +61,9 @@ func (f *fakeBackup) wakeLocked() {
 func (f *fakeBackup) wait(ctx context.Context) error {
 	f.mu.Lock()
 	f.calls++
+	if f.probe != nil {
+		f.probed = append(f.probed, f.probe())
+	}
 	f.wakeLocked()
 	for f.failing {
 		ch := f.changed
@@ -119,6 +127,13 @@ func (f *fakeBackup) callCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls
+}
+
+// probedAt returns the probe's result at call n (from 1).
+func (f *fakeBackup) probedAt(n int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.probed[n-1]
 }
 
 // waitCalls blocks until the backup has been called n times.
