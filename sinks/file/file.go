@@ -74,8 +74,8 @@ type Options struct {
 // appending (created with mode 0644 if missing), so a restart adds to it.
 //
 // Acknowledgement: done is called after the Write's lines are written, and, for a file with fsync
-// on, after the file is synced (see Failure); before Write returns, from its goroutine. There is no buffering
-// across Writes, so Flush has nothing to wait for beyond a Write cut short.
+// on, after the file is synced (see Failure); before Write returns, from its goroutine. There is
+// no buffering across Writes, so Flush has nothing to wait for beyond a Write cut short.
 //
 // Failure: a failed write is retried (waits from 100 ms, doubling, at most 10 s) until it
 // succeeds or the Write's ctx ends. If ctx ends partway through the Write's lines, the rest of
@@ -87,7 +87,7 @@ type Options struct {
 // as <path>.fsync-failed-<UTC time> (what it held before the failure stays there), a new file is
 // created at path (its directory synced), and everything written since the last good fsync is
 // written to it and synced; only then is the Write acknowledged. That is retried like a write.
-// Creating the file, at New or so, also syncs its directory, so the file's name is on disk too.
+// Creating the file (in New, or to replace one) syncs its directory, so its name is on disk too.
 //
 // All methods are safe for concurrent use.
 type Sink struct {
@@ -241,8 +241,9 @@ func (s *Sink) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	err := s.writeLocked(ctx, nil, 0)
-	if s.file != nil && !s.broken {
-		if cerr := s.file.Close(); cerr != nil && err == nil {
+	if s.file != nil {
+		// A file left broken holds nothing acknowledged: its close error says nothing more.
+		if cerr := s.file.Close(); cerr != nil && err == nil && !s.broken {
 			err = fmt.Errorf("close file sink %s: close %s: %w", s.name, s.path, cerr)
 		}
 	}
