@@ -62,8 +62,8 @@ func (h *heldLease) trustLeft(leaseDuration time.Duration) (time.Duration, error
 		return leaseDuration - age, nil
 	}
 	e := &trustEndedError{age: age, duration: leaseDuration}
-	if h.attemptedAt.After(h.renewedAt) {
-		// Writes were sent since the last one that extended the lease, and none succeeded.
+	if !h.failingSince.IsZero() && h.failingSince.Sub(h.renewedAt) < leaseDuration {
+		// Writes failed while the lease was still trusted, and none succeeded since.
 		e.unreachable, e.lastErr = true, h.writeErr
 	}
 	return 0, e
@@ -98,22 +98,19 @@ func (h *heldLease) trustContext(ctx context.Context, clk clock.Clock, leaseDura
 }
 
 // trustEndedError says that a lease's trust window ended: no write extended it for a lease
-// duration. unreachable tells why: writes were sent and failed or went unanswered (the lease
-// table could not be reached), or none was sent at all (the process was paused).
+// duration. unreachable tells why: writes failed while the lease was still trusted (the lease
+// table could not be reached), or none failed in time (the process was paused, or took too long
+// to try).
 type trustEndedError struct {
 	age, duration time.Duration
 	unreachable   bool
-	lastErr       error // the last write's error when unreachable; nil if it is still unanswered
+	lastErr       error // the last write's error when unreachable
 }
 
 func (e *trustEndedError) Error() string {
 	if e.unreachable {
-		cause := "a write to it is still unanswered"
-		if e.lastErr != nil {
-			cause = "last error: " + e.lastErr.Error()
-		}
-		return fmt.Sprintf("the lease table could not be reached to extend the lease for %s, longer than the lease duration %s (%s)",
-			e.age.Round(time.Millisecond), e.duration, cause)
+		return fmt.Sprintf("the lease table could not be reached to extend the lease for %s, longer than the lease duration %s (last error: %v)",
+			e.age.Round(time.Millisecond), e.duration, e.lastErr)
 	}
 	return fmt.Sprintf("lease last extended %s ago, longer than the lease duration %s; another worker may hold it now",
 		e.age.Round(time.Millisecond), e.duration)
@@ -143,7 +140,7 @@ var errTableTimeout = errors.New("the lease table did not answer in time")
 // callWithin runs one call to the lease table, giving up after timeout (none when it is zero).
 // Every lease-table call of the lease loop and the shard workers goes through it: a call that
 // hangs (DynamoDB frozen, packets dropped) must neither hold up the renewal of other leases nor
-// keep the failure from being reported; one renewal interval is as long as any is of use.
+// keep the failure from being reported (see callTimeout).
 func callWithin(ctx context.Context, clk clock.Clock, timeout time.Duration, call func(context.Context) error) error {
 	if timeout <= 0 || clk == nil {
 		return call(ctx)
@@ -159,7 +156,18 @@ func callWithin(ctx context.Context, clk clock.Clock, timeout time.Duration, cal
 
 // tableCall is callWithin with the consumer's clock and timeout.
 func (c *Consumer) tableCall(ctx context.Context, call func(context.Context) error) error {
-	return callWithin(ctx, c.opts.Clock, c.opts.Leases.RenewInterval, call)
+	return callWithin(ctx, c.opts.Clock, c.callTimeout(), call)
+}
+
+// callTimeout is how long one lease-table call may take: a renew interval, and at most half of
+// what a lease duration leaves after one, so that a renewal sent a renew interval after the last
+// one that succeeded has failed, and is logged, before the lease's trust window ends.
+func (c *Consumer) callTimeout() time.Duration {
+	l := c.opts.Leases
+	if l.LeaseDuration <= 0 {
+		return l.RenewInterval
+	}
+	return min(l.RenewInterval, (l.LeaseDuration-l.RenewInterval)/2)
 }
 
 func (c *Consumer) handleEvent(ev workerEvent) {

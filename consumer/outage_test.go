@@ -2,12 +2,15 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/shardhose/shardhose/checkpoint"
 )
 
 // logCapture is a slog.Handler that keeps every record, for tests that assert what is logged.
@@ -149,4 +152,38 @@ func joinLines(ls []loggedLine) string {
 		b.WriteString("  " + l.String() + "\n")
 	}
 	return b.String()
+}
+
+// TestTrustEndedSaysWhy: a lease whose trust window ended because its writes failed while it
+// was still trusted is reported as unreachable, with the last error; one nobody wrote to in
+// time (a paused process, whose writes fail only after it resumes) as possibly held by another
+// worker.
+func TestTrustEndedSaysWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemLeases(checkpoint.Lease{ShardID: "s", Owner: "a", Counter: 1})
+		table := &downTable{LeaseTable: m.as("a")}
+		table.setDown(true)
+
+		h := &heldLease{lease: checkpoint.Lease{ShardID: "s", Owner: "a", Counter: 1}, renewedAt: time.Now()}
+		time.Sleep(vRenewInterval)
+		if _, err := h.renew(t.Context(), table); err == nil {
+			t.Fatal("renewal against a table that is down succeeded")
+		}
+		time.Sleep(vLeaseDuration)
+		err := h.trusted(vLeaseDuration)
+		if !tableUnreachable(err) || !errors.Is(err, errLeaseGone) || !strings.Contains(err.Error(), errUnreachable.Error()) ||
+			strings.Contains(err.Error(), "another worker") {
+			t.Errorf("writes failed within the trust window: got %v, want the lease table unreachable with its last error", err)
+		}
+
+		paused := &heldLease{lease: checkpoint.Lease{ShardID: "s", Owner: "a", Counter: 1}, renewedAt: time.Now()}
+		time.Sleep(vLeaseDuration)
+		if _, err := paused.renew(t.Context(), table); err == nil {
+			t.Fatal("renewal against a table that is down succeeded")
+		}
+		err = paused.trusted(vLeaseDuration)
+		if tableUnreachable(err) || !errors.Is(err, errLeaseGone) || !strings.Contains(err.Error(), "another worker may hold it") {
+			t.Errorf("no write failed within the trust window: got %v, want another worker may hold it", err)
+		}
+	})
 }

@@ -35,11 +35,13 @@ type heldLease struct {
 	// renewedAt is when (local clock) the last write that extended the lease was sent; the
 	// lease is trusted for a lease duration from then (see trusted in leases.go).
 	renewedAt time.Time
-	// attemptedAt is when the last write was sent, successful or not; writeErr is the error of
-	// the last write when it failed (nil after a success). Together they tell a lease the table
-	// could not extend from one nobody tried to extend (a paused process).
-	attemptedAt time.Time
-	writeErr    error
+	// failingSince is when (local clock) a write first failed since the last one that
+	// succeeded, and writeErr the last failure; both are cleared by a success. A failure seen
+	// while the lease was still trusted tells a lease the table could not extend from one
+	// nobody tried to extend in time (a paused process: its writes fail, if at all, only after
+	// it resumes).
+	failingSince time.Time
+	writeErr     error
 }
 
 // lockWrites waits for this worker's other write to the row, if any, to finish, or for ctx to
@@ -72,7 +74,6 @@ func (h *heldLease) write(ctx context.Context, extends bool, fn func(ctx context
 	}
 	held := h.lease
 	sent := h.now()
-	h.attemptedAt = sent
 	h.mu.Unlock()
 
 	var l checkpoint.Lease
@@ -88,11 +89,14 @@ func (h *heldLease) write(ctx context.Context, extends bool, fn func(ctx context
 		if errors.Is(err, checkpoint.ErrLeaseLost) {
 			h.gone = true
 		} else {
+			if h.failingSince.IsZero() {
+				h.failingSince = h.now()
+			}
 			h.writeErr = err
 		}
 		return checkpoint.Lease{}, err
 	}
-	h.writeErr = nil
+	h.failingSince, h.writeErr = time.Time{}, nil
 	h.lease = l
 	if extends {
 		h.renewedAt = sent
@@ -188,7 +192,7 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 	w := &shardWorker{
 		c:          c,
 		shardID:    l.ShardID,
-		lease:      &heldLease{lease: l, clock: c.opts.Clock, callTimeout: c.opts.Leases.RenewInterval, renewedAt: c.opts.Clock.Now()},
+		lease:      &heldLease{lease: l, clock: c.opts.Clock, callTimeout: c.callTimeout(), renewedAt: c.opts.Clock.Now()},
 		tracker:    newTracker(l.Checkpoint, c.opts.Batching.MaxInFlightRecords),
 		pipeline:   c.opts.NewPipeline(ctx, l.ShardID),
 		ctx:        ctx,
