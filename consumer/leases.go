@@ -187,9 +187,9 @@ func (c *Consumer) handleEvent(ev workerEvent) {
 }
 
 // renewAll renews every held lease. A lease that cannot be renewed because someone else holds it
-// now stops its shard at once; a lease another worker has claimed is handed over. It never waits
-// for anything but the renewals themselves (each bounded by tableCall's timeout): what it finds
-// is posted to the event queue, which never blocks.
+// now stops its shard at once; a lease another worker has claimed is handed over. The whole pass
+// takes at most one call timeout (see callTimeout), however many leases there are and whether
+// or not the table answers; what it finds is posted to the event queue, which never blocks.
 func (c *Consumer) renewAll(ctx context.Context) {
 	c.mu.Lock()
 	workers := make([]*shardWorker, 0, len(c.workers))
@@ -198,15 +198,31 @@ func (c *Consumer) renewAll(ctx context.Context) {
 	}
 	c.mu.Unlock()
 
+	passCtx, stop := ctx, func() {}
+	if d := c.callTimeout(); d > 0 {
+		passCtx, stop = clock.WithTimeout(ctx, c.opts.Clock, d, errTableTimeout)
+	}
+	defer stop()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for _, w := range workers {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			claim, err := w.lease.renew(ctx, c.opts.Table)
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-passCtx.Done():
+				// The pass is out of time before this renewal could be sent: as failed as one
+				// that was sent and timed out.
+				if ctx.Err() == nil {
+					err := fmt.Errorf("%w: the renewal pass ran out of time before this lease's turn", errTableTimeout)
+					w.lease.writeFailed(err)
+					c.tableHealth.failed("lease renewal failed; will retry", err, "shard", w.shardID)
+				}
+				return
+			}
+			claim, err := w.lease.renew(passCtx, c.opts.Table)
 			switch {
 			case errors.Is(err, checkpoint.ErrLeaseLost):
 				c.tableHealth.ok()
@@ -505,6 +521,9 @@ func (c *Consumer) balance(ctx context.Context) {
 			if !errors.Is(err, checkpoint.ErrLeaseLost) && ctx.Err() == nil {
 				c.tableHealth.failed("taking a lease failed; will retry", err, "shard", l.ShardID)
 			}
+			if errors.Is(err, errTableTimeout) {
+				return // the table does not answer: try again next pass, not once per lease
+			}
 			continue
 		}
 		c.startWorker(ctx, taken, byID)
@@ -535,6 +554,9 @@ func (c *Consumer) balance(ctx context.Context) {
 		owned[victim] = owned[victim][1:]
 		load[victim]--
 		if err := c.tableCall(ctx, func(ctx context.Context) error { return c.opts.Table.Claim(ctx, l) }); err != nil {
+			if errors.Is(err, errTableTimeout) {
+				return
+			}
 			continue
 		}
 		c.log.Info("claimed a lease from a busier worker", "shard", l.ShardID, "owner", victim)

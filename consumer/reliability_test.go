@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -34,6 +35,18 @@ func (m *memLeases) steal(thief string) {
 	}
 }
 
+// manyShards returns a stream of n shards (shard-0000 ...) with 2 records each, and an empty
+// lease table.
+func manyShards(n int) (*memStream, *memLeases) {
+	st := &memStream{}
+	for i := range n {
+		id := fmt.Sprintf("shard-%04d", i)
+		st.addShard(id)
+		st.put(id, 2)
+	}
+	return st, newMemLeases()
+}
+
 // TestMassLeaseLossDoesNotWedgeTheLeaseLoop: every lease of a worker is taken by another at
 // once (as after a long GC or VM pause). Each shard must stop within a renewal pass or two, and
 // the worker must go on renewing and balancing: it takes the leases back once the thief's have
@@ -42,13 +55,7 @@ func TestMassLeaseLossDoesNotWedgeTheLeaseLoop(t *testing.T) {
 	for _, shards := range []int{70, 500} {
 		t.Run(fmt.Sprintf("%d shards", shards), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				st := &memStream{}
-				m := newMemLeases()
-				for i := range shards {
-					id := fmt.Sprintf("shard-%04d", i)
-					st.addShard(id)
-					st.put(id, 2)
-				}
+				st, m := manyShards(shards)
 				ev := &leaseEvents{}
 				opts := leaseTestOptions("a", st, m)
 				opts.Stream.PollInterval = time.Second
@@ -412,5 +419,54 @@ func TestBatchBlockedPastTheTrustWindowIsNotHandedOn(t *testing.T) {
 			return l.Owner == "a" && l.Checkpoint.SequenceNumber == st.lastSeq("shard-0")
 		})
 		a.stop(t)
+	})
+}
+
+// TestFrozenTableDoesNotHoldUpTheLeaseLoopWithManyLeases: with the lease table frozen, a
+// renewal pass over 500 leases must end within one call timeout, not take each renewal's timeout
+// in turn, so that the loop goes on handling events and a stop begins at once. Every lease is
+// given up as unreachable, and the drain ends within its deadline.
+func TestFrozenTableDoesNotHoldUpTheLeaseLoopWithManyLeases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const shards = 500
+		st, m := manyShards(shards)
+		table := &downTable{LeaseTable: m.as("a")}
+		ev := &leaseEvents{}
+		opts := leaseTestOptions("a", st, m)
+		opts.Stream.PollInterval = time.Second
+		opts.Table = table
+		opts.Hooks = append(opts.Hooks, ev)
+		a := runConsumer(t, opts)
+		withinVirtual(t, 2*vRenewInterval, "all leases taken", func() bool { return len(a.c.Held()) == shards })
+
+		table.freeze()
+		defer table.unfreeze()
+		frozen := time.Now()
+		// Records come in once the trust window has ended, so every shard's reader finds its
+		// lease untrusted.
+		time.Sleep(vLeaseDuration)
+		for i := range shards {
+			st.put(fmt.Sprintf("shard-%04d", i), 1)
+		}
+		withinVirtual(t, 3*vRenewInterval, "every shard stopped", func() bool { return len(a.c.Held()) == 0 })
+		took := time.Since(frozen)
+		t.Logf("%d shards stopped %s after the table froze", shards, took)
+		_, losses := ev.snapshot()
+		for _, l := range losses {
+			if !strings.HasSuffix(l, ": lease table unreachable") {
+				t.Errorf("lease given up as %q, want unreachable", l)
+				break
+			}
+		}
+
+		began := time.Now()
+		const drainTimeout = 10 * time.Second
+		ctx, cancel := context.WithTimeout(t.Context(), drainTimeout)
+		defer cancel()
+		_ = a.c.Shutdown(ctx)
+		<-a.done
+		if stopped := time.Since(began); stopped > drainTimeout {
+			t.Errorf("the stop took %s, longer than its drain timeout %s", stopped, drainTimeout)
+		}
 	})
 }

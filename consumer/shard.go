@@ -89,10 +89,7 @@ func (h *heldLease) write(ctx context.Context, extends bool, fn func(ctx context
 		if errors.Is(err, checkpoint.ErrLeaseLost) {
 			h.gone = true
 		} else {
-			if h.failingSince.IsZero() {
-				h.failingSince = h.now()
-			}
-			h.writeErr = err
+			h.failedLocked(err)
 		}
 		return checkpoint.Lease{}, err
 	}
@@ -102,6 +99,20 @@ func (h *heldLease) write(ctx context.Context, extends bool, fn func(ctx context
 		h.renewedAt = sent
 	}
 	return l, nil
+}
+
+// writeFailed records a write that could not even be sent (it is as failed as one that was).
+func (h *heldLease) writeFailed(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failedLocked(err)
+}
+
+func (h *heldLease) failedLocked(err error) {
+	if h.failingSince.IsZero() {
+		h.failingSince = h.now()
+	}
+	h.writeErr = err
 }
 
 func (h *heldLease) renew(ctx context.Context, t LeaseTable) (claim string, err error) {
