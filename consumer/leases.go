@@ -148,7 +148,8 @@ func callWithin(ctx context.Context, clk clock.Clock, timeout time.Duration, cal
 	cctx, stop := clock.WithTimeout(ctx, clk, timeout, errTableTimeout)
 	defer stop()
 	err := call(cctx)
-	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errTableTimeout) {
+	if err != nil && errors.Is(context.Cause(cctx), errTableTimeout) && !errors.Is(err, errTableTimeout) {
+		// cut short here, or by the caller's own deadline of the same kind (a renewal pass)
 		return fmt.Errorf("%w (%s): %w", errTableTimeout, timeout, err)
 	}
 	return err
