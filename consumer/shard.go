@@ -19,9 +19,9 @@ import (
 var errLeaseGone = errors.New("lease no longer held")
 
 // heldLease is this worker's copy of a lease it holds. Every write to the lease's row goes
-// through it, one at a time (writeMu), so each carries the counter of the previous one (the
+// through it, one at a time (lockWrites), so each carries the counter of the previous one (the
 // fencing token). Its state (mu) is never held across a call to the table, so asking whether the
-// lease is trusted never waits for a write that hangs.
+// lease is trusted never waits for a write that hangs, and every write is bounded by callTimeout.
 type heldLease struct {
 	// writing serialises the writes to the row (a lock that can be given up on, see
 	// lockWrites); made on first use.
@@ -345,7 +345,8 @@ func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
 		return trustCause(tctx, err)
 	}
 	if err := w.lease.trusted(leaseDuration); err != nil {
-		// Handle took the batch just as the trust window ended. It must not count as delivered:
+		// Handle took the batch just as the trust window ended. Unless it is finished already,
+		// it must not count as delivered: it is withdrawn (acks that still come are ignored),
 		// the shard stops (its pipeline's work is abandoned) and the checkpoint stays before it.
 		w.tracker.withdraw(tk)
 		return err
