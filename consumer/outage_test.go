@@ -85,7 +85,7 @@ func (l loggedLine) String() string {
 func TestFrozenLeaseTableIsLoggedPromptlyAtABoundedRateAndRecoveryOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := newLogCapture()
-		g := runGated(t, func(o *Options) { o.Logger = slog.New(logs) })
+		g := runGated(t, func(o *Options, _ *gatedRun) { o.Logger = slog.New(logs) })
 		st, m, table, a := g.st, g.m, g.table, g.a
 
 		frozen := time.Now()

@@ -370,12 +370,13 @@ type gatedRun struct {
 	a       *runningConsumer
 }
 
-// runGated starts a gatedRun (with its options changed by opt, when given) and returns once the
-// worker holds the lease and its reader waits in Handle.
-func runGated(t *testing.T, opt func(*Options)) *gatedRun {
+// runGated starts a gatedRun on a shard of 10 records (with its options changed by opt, when
+// given) and returns once the worker holds the lease and its reader waits (in Handle, with the
+// gatedPipeline).
+func runGated(t *testing.T, opt func(*Options, *gatedRun)) *gatedRun {
 	g := &gatedRun{st: &memStream{}, m: newMemLeases(), gate: make(chan struct{})}
 	g.st.addShard("shard-0")
-	g.st.put("shard-0", 5)
+	g.st.put("shard-0", 10)
 	g.table = &downTable{LeaseTable: g.m.as("a")}
 	opts := leaseTestOptions("a", g.st, g.m)
 	opts.Table = g.table
@@ -383,12 +384,37 @@ func runGated(t *testing.T, opt func(*Options)) *gatedRun {
 		return gatedPipeline{gate: g.gate, mu: &g.mu, handled: &g.handled}
 	}
 	if opt != nil {
-		opt(&opts)
+		opt(&opts, g)
 	}
 	g.a = runConsumer(t, opts)
 	withinVirtual(t, 2*vRenewInterval, "lease taken", func() bool { l, _ := g.m.get("shard-0"); return l.Owner == "a" })
 	synctest.Wait() // the reader waits in Handle
 	return g
+}
+
+// checkNothingHandedOnAfter fails the test for every batch the pipeline took a lease duration
+// or more after lastExtended (the last moment the lease could have been extended).
+func (g *gatedRun) checkNothingHandedOnAfter(t *testing.T, lastExtended time.Time) {
+	t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, at := range g.handled {
+		if late := at.Sub(lastExtended); late >= vLeaseDuration {
+			t.Errorf("a batch was handed on %s after the lease was last extended (lease duration %s)", late, vLeaseDuration)
+		}
+	}
+}
+
+// checkReadAgain brings the table back and waits for the shard to be taken again and every
+// record delivered from the checkpoint, then stops the worker.
+func (g *gatedRun) checkReadAgain(t *testing.T) {
+	t.Helper()
+	g.table.setDown(false)
+	withinVirtual(t, 3*vRenewInterval, "read again and delivered", func() bool {
+		l, _ := g.m.get("shard-0")
+		return l.Owner == "a" && l.Checkpoint.SequenceNumber == g.st.lastSeq("shard-0")
+	})
+	g.a.stop(t)
 }
 
 // TestBatchBlockedPastTheTrustWindowIsNotHandedOn: a batch that waits in Handle (backpressure)
@@ -398,27 +424,14 @@ func runGated(t *testing.T, opt func(*Options)) *gatedRun {
 func TestBatchBlockedPastTheTrustWindowIsNotHandedOn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := runGated(t, nil)
-		st, m, table, a := g.st, g.m, g.table, g.a
-		table.setDown(true)
+		g.table.setDown(true)
 		lastExtended := time.Now()
 
 		time.Sleep(vLeaseDuration + vRenewInterval)
 		close(g.gate) // the pipeline has room again, after the trust window
 		synctest.Wait()
-		g.mu.Lock()
-		for _, at := range g.handled {
-			if late := at.Sub(lastExtended); late >= vLeaseDuration {
-				t.Errorf("a batch was handed on %s after the lease was last extended (lease duration %s)", late, vLeaseDuration)
-			}
-		}
-		g.mu.Unlock()
-
-		table.setDown(false)
-		withinVirtual(t, 3*vRenewInterval, "read again and delivered", func() bool {
-			l, _ := m.get("shard-0")
-			return l.Owner == "a" && l.Checkpoint.SequenceNumber == st.lastSeq("shard-0")
-		})
-		a.stop(t)
+		g.checkNothingHandedOnAfter(t, lastExtended)
+		g.checkReadAgain(t)
 	})
 }
 
@@ -468,5 +481,53 @@ func TestFrozenTableDoesNotHoldUpTheLeaseLoopWithManyLeases(t *testing.T) {
 		if stopped := time.Since(began); stopped > drainTimeout {
 			t.Errorf("the stop took %s, longer than its drain timeout %s", stopped, drainTimeout)
 		}
+	})
+}
+
+// lateAckPipeline takes every batch at once and finishes them all when gate is closed (a sink
+// that acknowledges late). It notes when it took each batch.
+type lateAckPipeline struct {
+	gate    chan struct{}
+	mu      *sync.Mutex
+	handled *[]time.Time
+}
+
+func (p lateAckPipeline) Handle(_ context.Context, _ []record.Record, done func()) error {
+	p.mu.Lock()
+	*p.handled = append(*p.handled, time.Now())
+	p.mu.Unlock()
+	go func() {
+		<-p.gate
+		done()
+	}()
+	return nil
+}
+
+func (lateAckPipeline) Close() {}
+
+// TestBatchWaitingForInFlightRoomPastTheTrustWindowIsNotHandedOn: the same as
+// TestBatchBlockedPastTheTrustWindowIsNotHandedOn for the other wait, the shard's in-flight cap:
+// room that frees up after the trust window ended must not let the waiting batch through.
+func TestBatchWaitingForInFlightRoomPastTheTrustWindowIsNotHandedOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := runGated(t, func(o *Options, g *gatedRun) {
+			o.Batching.BatchSize, o.Batching.MaxInFlightRecords = 5, 5
+			o.NewPipeline = func(context.Context, string) Pipeline {
+				return lateAckPipeline{gate: g.gate, mu: &g.mu, handled: &g.handled}
+			}
+		})
+		// The first batch is in flight; the second waits for room.
+		g.table.setDown(true)
+		lastExtended := time.Now()
+
+		time.Sleep(vLeaseDuration + vRenewInterval)
+		close(g.gate) // the first batch is acknowledged, after the trust window
+		synctest.Wait()
+		if g.mu.Lock(); len(g.handled) == 0 {
+			t.Error("the first batch was never handed on")
+		}
+		g.mu.Unlock()
+		g.checkNothingHandedOnAfter(t, lastExtended)
+		g.checkReadAgain(t)
 	})
 }
