@@ -103,7 +103,17 @@ type Consumer struct {
 	inStream map[string]bool // shards ListShards returned last time
 	stalls   stallWatch      // used by the Run goroutine only
 
-	events       chan workerEvent
+	// tableHealth and streamHealth report failed calls to the lease table and the stream
+	// without flooding the log (see outageLog).
+	tableHealth  *outageLog
+	streamHealth *outageLog
+
+	// Events from shard workers for the Run goroutine: an unbounded queue, so that posting
+	// never blocks (see post).
+	eventsMu   sync.Mutex
+	queued     []workerEvent
+	eventReady chan struct{} // capacity 1: a wake-up for the Run goroutine
+
 	stopOnce     sync.Once
 	stopping     chan struct{}
 	shutdownCtx  context.Context
@@ -140,11 +150,13 @@ func New(opts Options) (*Consumer, error) {
 		readPolicy:   retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2, Jitter: 0.2},
 		workers:      map[string]*shardWorker{},
 		inStream:     map[string]bool{},
-		events:       make(chan workerEvent, 64),
+		eventReady:   make(chan struct{}, 1),
 		stopping:     make(chan struct{}),
 		shutdownDone: make(chan error, 1),
 		runDone:      make(chan struct{}),
 	}
+	c.tableHealth = newOutageLog(c.log, opts.Clock, "lease table")
+	c.streamHealth = newOutageLog(c.log, opts.Clock, "stream")
 	return c, nil
 }
 
@@ -195,9 +207,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if drainDone == nil {
 				now := c.opts.Clock.Now()
 				if lastShardSync.IsZero() || now.Sub(lastShardSync) >= c.opts.Leases.ShardSyncInterval {
-					if err := c.syncShards(ctx); err != nil {
-						c.log.Warn("shard sync failed; will retry", "error", err)
-					} else {
+					// syncShards reports its failures itself; it is tried again next pass.
+					if err := c.syncShards(ctx); err == nil {
 						lastShardSync = now
 					}
 				}
@@ -205,8 +216,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			leaseTimer.Reset(c.opts.Leases.RenewInterval)
 
-		case ev := <-c.events:
-			c.handleEvent(ev)
+		case <-c.eventReady:
+			for _, ev := range c.takeEvents() {
+				c.handleEvent(ev)
+			}
 
 		case <-stopping:
 			stopping = nil
@@ -285,7 +298,7 @@ func (c *Consumer) drain(ctx context.Context) error {
 	for _, w := range workers {
 		w.waitReader(waitCtx)
 	}
-	c.flushSinks(waitCtx)
+	c.deliverAll(waitCtx, workers)
 
 	pending := map[string]int{}
 	var mu sync.Mutex
@@ -313,6 +326,41 @@ func (c *Consumer) drain(ctx context.Context) error {
 	}
 	c.log.Info("drained: every record read was delivered and checkpointed; leases released")
 	return nil
+}
+
+// flushRepeat is how often deliverAll flushes the sinks again while records are in flight.
+const flushRepeat = 200 * time.Millisecond
+
+// deliverAll flushes the sinks until every record the workers read is acknowledged, or ctx ends.
+// The readers must have stopped. A processing stage may still be working on records when the
+// drain or hand-off begins and write them to the sinks later, so a single flush is not enough:
+// what a lane writes after it would wait for the sink's buffering interval (minutes). The sinks
+// are flushed at once, then again every flushRepeat while records are in flight.
+func (c *Consumer) deliverAll(ctx context.Context, workers []*shardWorker) {
+	drainedCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	drained := make(chan struct{})
+	go func() {
+		for _, w := range workers {
+			if w.tracker.waitDrained(drainedCtx) != nil {
+				return
+			}
+		}
+		close(drained)
+	}()
+	t := c.opts.Clock.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-drained:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		c.flushSinks(ctx)
+		t.Reset(flushRepeat)
+	}
 }
 
 func (c *Consumer) flushSinks(ctx context.Context) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shardhose/shardhose/checkpoint"
 	"github.com/shardhose/shardhose/hooks"
+	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/record"
 )
 
@@ -37,22 +38,137 @@ func (h *heldLease) now() time.Time {
 // clock. Past that, other workers may already have seen the lease expire and taken it (a worker
 // paused by the OS, a long GC, a partition from DynamoDB), and records read now must not be
 // handed on: they would be delivered by two owners, and a key's records could reach the sinks
-// out of order. The error wraps errLeaseGone; the shard stops, and if the lease is in fact still
-// this worker's, the next balance pass takes it again and resumes from the checkpoint.
+// out of order. The error wraps errLeaseGone (a *trustEndedError when the window ended); the
+// shard stops, and if the lease is in fact still this worker's, the next balance pass takes it
+// again and resumes from the checkpoint.
 func (h *heldLease) trusted(leaseDuration time.Duration) error {
+	_, err := h.trustLeft(leaseDuration)
+	return err
+}
+
+// trustLeft returns how long the lease stays trusted unless it is extended again, or -1 when
+// trust has no time limit (no lease duration, or a lease made without a renewal time).
+func (h *heldLease) trustLeft(leaseDuration time.Duration) (time.Duration, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.gone {
-		return errLeaseGone
+		return 0, errLeaseGone
 	}
 	if leaseDuration <= 0 || h.renewedAt.IsZero() {
-		return nil
+		return -1, nil
 	}
-	if age := h.now().Sub(h.renewedAt); age >= leaseDuration {
-		return fmt.Errorf("%w: last extended %s ago, longer than the lease duration %s; another worker may hold it now",
-			errLeaseGone, age.Round(time.Millisecond), leaseDuration)
+	age := h.now().Sub(h.renewedAt)
+	if age < leaseDuration {
+		return leaseDuration - age, nil
 	}
-	return nil
+	e := &trustEndedError{age: age, duration: leaseDuration}
+	if !h.failingSince.IsZero() && h.failingSince.Sub(h.renewedAt) < leaseDuration {
+		// Writes failed while the lease was still trusted, and none succeeded since.
+		e.unreachable, e.lastErr = true, h.writeErr
+	}
+	return 0, e
+}
+
+// trustContext returns a context that ends when the lease stops being trusted, with the reason
+// (an error wrapping errLeaseGone) as its cause. Renewals that succeed meanwhile move that moment
+// on. stop releases its goroutine.
+func (h *heldLease) trustContext(ctx context.Context, clk clock.Clock, leaseDuration time.Duration) (tctx context.Context, stop func()) {
+	tctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		for {
+			left, err := h.trustLeft(leaseDuration)
+			if err != nil {
+				cancel(err)
+				return
+			}
+			if left < 0 {
+				<-tctx.Done()
+				return
+			}
+			t := clk.NewTimer(left)
+			select {
+			case <-t.C():
+			case <-tctx.Done():
+				t.Stop()
+				return
+			}
+		}
+	}()
+	return tctx, func() { cancel(nil) }
+}
+
+// trustEndedError says that a lease's trust window ended: no write extended it for a lease
+// duration. unreachable tells why: writes failed while the lease was still trusted (the lease
+// table could not be reached), or none failed in time (the process was paused, or took too long
+// to try).
+type trustEndedError struct {
+	age, duration time.Duration
+	unreachable   bool
+	lastErr       error // the last write's error when unreachable
+}
+
+func (e *trustEndedError) Error() string {
+	if e.unreachable {
+		return fmt.Sprintf("the lease table could not be reached to extend the lease for %s, longer than the lease duration %s (last error: %v)",
+			e.age.Round(time.Millisecond), e.duration, e.lastErr)
+	}
+	return fmt.Sprintf("lease last extended %s ago, longer than the lease duration %s; another worker may hold it now",
+		e.age.Round(time.Millisecond), e.duration)
+}
+
+func (e *trustEndedError) Unwrap() error { return errLeaseGone }
+
+// tableUnreachable reports whether err stops a shard because its lease could not be extended
+// for a whole lease duration while the lease table could not be reached.
+func tableUnreachable(err error) bool {
+	var ended *trustEndedError
+	return errors.As(err, &ended) && ended.unreachable
+}
+
+// trustCause returns the reason ctx (from trustContext) ended when it ended because the lease
+// is no longer trusted, and err otherwise.
+func trustCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && errors.Is(cause, errLeaseGone) {
+		return cause
+	}
+	return err
+}
+
+// errTableTimeout is the cause of a lease-table call cut short by callWithin.
+var errTableTimeout = errors.New("the lease table did not answer in time")
+
+// callWithin runs one call to the lease table, giving up after timeout (none when it is zero).
+// Every lease-table call of the lease loop and the shard workers goes through it: a call that
+// hangs (DynamoDB frozen, packets dropped) must neither hold up the renewal of other leases nor
+// keep the failure from being reported (see callTimeout).
+func callWithin(ctx context.Context, clk clock.Clock, timeout time.Duration, call func(context.Context) error) error {
+	if timeout <= 0 || clk == nil {
+		return call(ctx)
+	}
+	cctx, stop := clock.WithTimeout(ctx, clk, timeout, errTableTimeout)
+	defer stop()
+	err := call(cctx)
+	if err != nil && errors.Is(context.Cause(cctx), errTableTimeout) && !errors.Is(err, errTableTimeout) {
+		// cut short here, or by the caller's own deadline of the same kind (a renewal pass)
+		return fmt.Errorf("%w (%s): %w", errTableTimeout, timeout, err)
+	}
+	return err
+}
+
+// tableCall is callWithin with the consumer's clock and timeout.
+func (c *Consumer) tableCall(ctx context.Context, call func(context.Context) error) error {
+	return callWithin(ctx, c.opts.Clock, c.callTimeout(), call)
+}
+
+// callTimeout is how long one lease-table call may take: a renew interval, and at most half of
+// what a lease duration leaves after one, so that a renewal sent a renew interval after the last
+// one that succeeded has failed, and is logged, before the lease's trust window ends.
+func (c *Consumer) callTimeout() time.Duration {
+	l := c.opts.Leases
+	if l.LeaseDuration <= 0 {
+		return l.RenewInterval
+	}
+	return min(l.RenewInterval, (l.LeaseDuration-l.RenewInterval)/2)
 }
 
 func (c *Consumer) handleEvent(ev workerEvent) {
@@ -72,7 +188,9 @@ func (c *Consumer) handleEvent(ev workerEvent) {
 }
 
 // renewAll renews every held lease. A lease that cannot be renewed because someone else holds it
-// now stops its shard at once; a lease another worker has claimed is handed over.
+// now stops its shard at once; a lease another worker has claimed is handed over. The whole pass
+// takes at most one call timeout (see callTimeout), however many leases there are and whether
+// or not the table answers; what it finds is posted to the event queue, which never blocks.
 func (c *Consumer) renewAll(ctx context.Context) {
 	c.mu.Lock()
 	workers := make([]*shardWorker, 0, len(c.workers))
@@ -81,25 +199,45 @@ func (c *Consumer) renewAll(ctx context.Context) {
 	}
 	c.mu.Unlock()
 
+	passCtx, stop := ctx, func() {}
+	if d := c.callTimeout(); d > 0 {
+		passCtx, stop = clock.WithTimeout(ctx, c.opts.Clock, d, errTableTimeout)
+	}
+	defer stop()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for _, w := range workers {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			claim, err := w.lease.renew(ctx, c.opts.Table)
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-passCtx.Done():
+				// The pass is out of time before this renewal could be sent: as failed as one
+				// that was sent and timed out.
+				if ctx.Err() == nil {
+					err := fmt.Errorf("%w: the renewal pass ran out of time before this lease's turn", errTableTimeout)
+					w.lease.writeFailed(err)
+					c.tableHealth.failed("lease renewal failed; will retry", err, "shard", w.shardID)
+				}
+				return
+			}
+			claim, err := w.lease.renew(passCtx, c.opts.Table)
 			switch {
 			case errors.Is(err, checkpoint.ErrLeaseLost):
+				c.tableHealth.ok()
 				c.log.Warn("lease lost: another worker holds it now; stopping the shard", "shard", w.shardID)
 				c.post(workerEvent{w.shardID, "lease lost"})
 			case errors.Is(err, errLeaseGone):
 				// released or lost already; the worker reports itself.
 			case err != nil:
-				c.log.Warn("lease renewal failed; will retry", "shard", w.shardID, "error", err)
-			case claim != "" && claim != c.opts.WorkerID:
-				if w.startHandOff() {
+				if ctx.Err() == nil {
+					c.tableHealth.failed("lease renewal failed; will retry", err, "shard", w.shardID)
+				}
+			default:
+				c.tableHealth.ok()
+				if claim != "" && claim != c.opts.WorkerID && w.startHandOff() {
 					c.log.Info("lease claimed by another worker; handing it over", "shard", w.shardID, "claimant", claim)
 					go c.handOff(ctx, w)
 				}
@@ -169,16 +307,30 @@ func (c *Consumer) handOff(ctx context.Context, w *shardWorker) {
 	waitCtx, cancel := context.WithTimeout(ctx, c.opts.Leases.LeaseDuration)
 	defer cancel()
 	w.waitReader(waitCtx)
-	c.flushSinks(waitCtx)
+	c.deliverAll(waitCtx, []*shardWorker{w})
 	w.finish(waitCtx, ctx, "handed off")
 	c.post(workerEvent{w.shardID, "handed off"})
 }
 
+// post queues an event for the Run goroutine. It never blocks: the goroutines that post include
+// those the Run goroutine itself waits for (renewAll's), so a bounded queue could wedge it.
 func (c *Consumer) post(ev workerEvent) {
+	c.eventsMu.Lock()
+	c.queued = append(c.queued, ev)
+	c.eventsMu.Unlock()
 	select {
-	case c.events <- ev:
-	case <-c.runDone:
+	case c.eventReady <- struct{}{}:
+	default: // a wake-up is pending already; it takes this event too
 	}
+}
+
+// takeEvents returns the events posted since the last call, oldest first.
+func (c *Consumer) takeEvents() []workerEvent {
+	c.eventsMu.Lock()
+	defer c.eventsMu.Unlock()
+	evs := c.queued
+	c.queued = nil
+	return evs
 }
 
 // syncShards lists the stream's shards and makes sure each has a row in the lease table, and
@@ -201,8 +353,12 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		}
 		out, err := c.opts.Kinesis.ListShards(ctx, in)
 		if err != nil {
+			if ctx.Err() == nil {
+				c.streamHealth.failed("listing the stream's shards failed; will retry", err)
+			}
 			return err
 		}
+		c.streamHealth.ok()
 		for _, s := range out.Shards {
 			si := shardInfo{id: aws.ToString(s.ShardId)}
 			if p := aws.ToString(s.ParentShardId); p != "" {
@@ -225,7 +381,11 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 	// Parents come before their children in ListShards; create rows in that order so a child's
 	// row never exists without its parent's while the parent is still in the stream.
 	for _, s := range shards {
-		if err := c.opts.Table.CreateIfAbsent(ctx, s.id, s.parents); err != nil {
+		err := c.tableCall(ctx, func(ctx context.Context) error { return c.opts.Table.CreateIfAbsent(ctx, s.id, s.parents) })
+		if err != nil {
+			if ctx.Err() == nil {
+				c.tableHealth.failed("creating the lease of a new shard failed; will retry", err, "shard", s.id)
+			}
 			return err
 		}
 	}
@@ -239,11 +399,19 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 // or expired leases, then by claiming leases from the most loaded workers, who hand them over at
 // their next renewal. Finished parents that the stream no longer lists are deleted.
 func (c *Consumer) balance(ctx context.Context) {
-	leases, err := c.opts.Table.List(ctx)
+	var leases []checkpoint.Lease
+	err := c.tableCall(ctx, func(ctx context.Context) error {
+		var err error
+		leases, err = c.opts.Table.List(ctx)
+		return err
+	})
 	if err != nil {
-		c.log.Warn("reading the lease table failed; will retry", "error", err)
+		if ctx.Err() == nil {
+			c.tableHealth.failed("reading the lease table failed; will retry", err)
+		}
 		return
 	}
+	c.tableHealth.ok()
 	c.expiry.Observe(leases)
 	c.mu.Lock()
 	inStream := c.inStream
@@ -266,7 +434,7 @@ func (c *Consumer) balance(ctx context.Context) {
 	for _, l := range leases {
 		if l.ShardEnd {
 			if gone(l.ShardID, leases, inStream) {
-				if err := c.opts.Table.Delete(ctx, l); err == nil {
+				if err := c.tableCall(ctx, func(ctx context.Context) error { return c.opts.Table.Delete(ctx, l) }); err == nil {
 					c.log.Info("deleted the lease of a finished shard the stream no longer lists", "shard", l.ShardID)
 				}
 			}
@@ -344,10 +512,18 @@ func (c *Consumer) balance(ctx context.Context) {
 		if need <= 0 && l.ClaimRequest != me {
 			break
 		}
-		taken, err := c.opts.Table.Take(ctx, l)
+		var taken checkpoint.Lease
+		err := c.tableCall(ctx, func(ctx context.Context) error {
+			var err error
+			taken, err = c.opts.Table.Take(ctx, l)
+			return err
+		})
 		if err != nil {
-			if !errors.Is(err, checkpoint.ErrLeaseLost) {
-				c.log.Warn("taking a lease failed", "shard", l.ShardID, "error", err)
+			if !errors.Is(err, checkpoint.ErrLeaseLost) && ctx.Err() == nil {
+				c.tableHealth.failed("taking a lease failed; will retry", err, "shard", l.ShardID)
+			}
+			if errors.Is(err, errTableTimeout) {
+				return // the table does not answer: try again next pass, not once per lease
 			}
 			continue
 		}
@@ -378,7 +554,10 @@ func (c *Consumer) balance(ctx context.Context) {
 		l := owned[victim][0]
 		owned[victim] = owned[victim][1:]
 		load[victim]--
-		if err := c.opts.Table.Claim(ctx, l); err != nil {
+		if err := c.tableCall(ctx, func(ctx context.Context) error { return c.opts.Table.Claim(ctx, l) }); err != nil {
+			if errors.Is(err, errTableTimeout) {
+				return
+			}
 			continue
 		}
 		c.log.Info("claimed a lease from a busier worker", "shard", l.ShardID, "owner", victim)

@@ -204,6 +204,9 @@ type memShard struct {
 	records []types.Record
 	closed  bool // read to its end, GetRecords returns no next iterator
 	listed  bool // ListShards lists it
+	// expire makes the next GetRecords fail with ExpiredIteratorException, as Kinesis does for
+	// an iterator not used for five minutes.
+	expire bool
 }
 
 // memStream is a Kinesis stream in memory: enough of ListShards, GetShardIterator and
@@ -292,6 +295,11 @@ func (s *memStream) GetShardIterator(_ context.Context, in *kinesis.GetShardIter
 	switch in.ShardIteratorType {
 	case types.ShardIteratorTypeLatest:
 		i = len(sh.records)
+	case types.ShardIteratorTypeAtTimestamp:
+		ts := aws.ToTime(in.Timestamp)
+		for i < len(sh.records) && aws.ToTime(sh.records[i].ApproximateArrivalTimestamp).Before(ts) {
+			i++
+		}
 	case types.ShardIteratorTypeAtSequenceNumber, types.ShardIteratorTypeAfterSequenceNumber:
 		at := aws.ToString(in.StartingSequenceNumber)
 		for i < len(sh.records) && record.CompareSequenceNumbers(aws.ToString(sh.records[i].SequenceNumber), at) < 0 {
@@ -311,6 +319,10 @@ func (s *memStream) GetRecords(_ context.Context, in *kinesis.GetRecordsInput, _
 	id, at, _ := strings.Cut(aws.ToString(in.ShardIterator), "#")
 	i, _ := strconv.Atoi(at)
 	sh := s.find(id)
+	if sh.expire {
+		sh.expire = false
+		return nil, &types.ExpiredIteratorException{Message: aws.String("Iterator expired")}
+	}
 	end := min(len(sh.records), i+int(aws.ToInt32(in.Limit)))
 	out := &kinesis.GetRecordsOutput{Records: slices.Clone(sh.records[i:end]), MillisBehindLatest: aws.Int64(0)}
 	if !sh.closed || end < len(sh.records) {

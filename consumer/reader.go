@@ -64,6 +64,14 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 	// first, then the last Kinesis record read (all its user records). Iterators are renewed from
 	// it and records at or before it are never handed on twice.
 	done := start.after
+	// renewFrom is where an iterator that expires before the first record is read is renewed.
+	// LATEST again would skip every record written since the first iterator was taken; so a
+	// reader that starts at LATEST renews at that moment instead (AT_TIMESTAMP, local clock: a
+	// record written just before it may be read, none after it is skipped).
+	renewFrom := start
+	if done.IsZero() && start.iteratorType == types.ShardIteratorTypeLatest {
+		renewFrom = startPosition{iteratorType: types.ShardIteratorTypeAtTimestamp, timestamp: r.clock.Now()}
+	}
 	iterator, err := r.iterator(ctx, start, done)
 	if err != nil {
 		return false, err
@@ -84,8 +92,13 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 			var throttled *types.ProvisionedThroughputExceededException
 			switch {
 			case errors.As(err, &expired):
-				r.log.Info("shard iterator expired; renewing", "shard", r.shardID, "after", done.SequenceNumber)
-				iterator, err = r.iterator(ctx, start, done)
+				if done.IsZero() {
+					r.log.Info("shard iterator expired before a record was read; renewing at the start position", "shard", r.shardID,
+						"start", string(renewFrom.iteratorType), "timestamp", renewFrom.timestamp)
+				} else {
+					r.log.Info("shard iterator expired; renewing", "shard", r.shardID, "after", done.SequenceNumber)
+				}
+				iterator, err = r.iterator(ctx, renewFrom, done)
 				if err != nil {
 					return false, err
 				}

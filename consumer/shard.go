@@ -14,71 +14,156 @@ import (
 	"github.com/shardhose/shardhose/record"
 )
 
-// errLeaseGone is returned by heldLease once the lease was released or found lost.
+// errLeaseGone is returned by heldLease once the lease was released or found lost, and wrapped
+// by every error that stops a shard because its lease can no longer be trusted.
 var errLeaseGone = errors.New("lease no longer held")
 
 // heldLease is this worker's copy of a lease it holds. Every write to the lease's row goes
-// through it, one at a time, so each carries the counter of the previous one (the fencing token).
+// through it, one at a time (lockWrites), so each carries the counter of the previous one (the
+// fencing token). Its state (mu) is never held across a call to the table, so asking whether the
+// lease is trusted never waits for a write that hangs, and every write is bounded by callTimeout.
 type heldLease struct {
-	mu    sync.Mutex
-	lease checkpoint.Lease
-	gone  bool
-	clock clock.Clock
+	// writing serialises the writes to the row (a lock that can be given up on, see
+	// lockWrites); made on first use.
+	writing chan struct{}
+	mu      sync.Mutex // guards writing and the fields below
+	lease   checkpoint.Lease
+	gone    bool
+	clock   clock.Clock
+	// callTimeout bounds each write to the table (see callWithin); zero means none.
+	callTimeout time.Duration
 	// renewedAt is when (local clock) the last write that extended the lease was sent; the
 	// lease is trusted for a lease duration from then (see trusted in leases.go).
 	renewedAt time.Time
+	// failingSince is when (local clock) a write first failed since the last one that
+	// succeeded, and writeErr the last failure; both are cleared by a success. A failure seen
+	// while the lease was still trusted tells a lease the table could not extend from one
+	// nobody tried to extend in time (a paused process: its writes fail, if at all, only after
+	// it resumes).
+	failingSince time.Time
+	writeErr     error
 }
 
-func (h *heldLease) renew(ctx context.Context, t LeaseTable) (claim string, err error) {
+// lockWrites waits for this worker's other write to the row, if any, to finish, or for ctx to
+// end. unlockWrites undoes it.
+func (h *heldLease) lockWrites(ctx context.Context) error {
+	h.mu.Lock()
+	if h.writing == nil {
+		h.writing = make(chan struct{}, 1)
+	}
+	writing := h.writing
+	h.mu.Unlock()
+	select {
+	case writing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *heldLease) unlockWrites() { <-h.writing }
+
+// write sends one write to the row (fn, given the lease as last written) and records its outcome:
+// on success the new row, and, when extends, the new start of the trust window. The caller holds
+// the write lock (lockWrites).
+func (h *heldLease) write(ctx context.Context, extends bool, fn func(ctx context.Context, held checkpoint.Lease) (checkpoint.Lease, error)) (checkpoint.Lease, error) {
+	h.mu.Lock()
+	if h.gone {
+		h.mu.Unlock()
+		return checkpoint.Lease{}, errLeaseGone
+	}
+	held := h.lease
+	sent := h.now()
+	h.mu.Unlock()
+
+	var l checkpoint.Lease
+	err := callWithin(ctx, h.clock, h.callTimeout, func(ctx context.Context) error {
+		var err error
+		l, err = fn(ctx, held)
+		return err
+	})
+
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.gone {
-		return "", errLeaseGone
-	}
-	sent := h.now()
-	l, err := t.Renew(ctx, h.lease)
 	if err != nil {
 		if errors.Is(err, checkpoint.ErrLeaseLost) {
 			h.gone = true
+		} else {
+			h.failedLocked(err)
 		}
+		return checkpoint.Lease{}, err
+	}
+	h.failingSince, h.writeErr = time.Time{}, nil
+	h.lease = l
+	if extends {
+		h.renewedAt = sent
+	}
+	return l, nil
+}
+
+// writeFailed records a write that could not even be sent (it is as failed as one that was).
+func (h *heldLease) writeFailed(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failedLocked(err)
+}
+
+func (h *heldLease) failedLocked(err error) {
+	if h.failingSince.IsZero() {
+		h.failingSince = h.now()
+	}
+	h.writeErr = err
+}
+
+func (h *heldLease) renew(ctx context.Context, t LeaseTable) (claim string, err error) {
+	if err := h.lockWrites(ctx); err != nil {
 		return "", err
 	}
-	h.lease = l
-	h.renewedAt = sent
+	defer h.unlockWrites()
+	l, err := h.write(ctx, true, func(ctx context.Context, held checkpoint.Lease) (checkpoint.Lease, error) {
+		return t.Renew(ctx, held)
+	})
+	if err != nil {
+		return "", err
+	}
 	return l.ClaimRequest, nil
 }
 
 // checkpoint writes pos (or SHARD_END) if it is past what the row holds.
 func (h *heldLease) checkpoint(ctx context.Context, t LeaseTable, pos record.Position, shardEnd bool) (bool, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.gone {
-		return false, errLeaseGone
-	}
-	if !shardEnd && (pos.IsZero() || pos.Compare(h.lease.Checkpoint) <= 0) {
-		return false, nil
-	}
-	sent := h.now()
-	l, err := t.Checkpoint(ctx, h.lease, pos, shardEnd)
-	if err != nil {
-		if errors.Is(err, checkpoint.ErrLeaseLost) {
-			h.gone = true
-		}
+	if err := h.lockWrites(ctx); err != nil {
 		return false, err
 	}
-	h.lease = l
-	h.renewedAt = sent
-	return true, nil
+	defer h.unlockWrites()
+	h.mu.Lock()
+	gone, cur := h.gone, h.lease.Checkpoint
+	h.mu.Unlock()
+	if gone {
+		return false, errLeaseGone
+	}
+	if !shardEnd && (pos.IsZero() || pos.Compare(cur) <= 0) {
+		return false, nil
+	}
+	_, err := h.write(ctx, true, func(ctx context.Context, held checkpoint.Lease) (checkpoint.Lease, error) {
+		return t.Checkpoint(ctx, held, pos, shardEnd)
+	})
+	return err == nil, err
 }
 
 func (h *heldLease) release(ctx context.Context, t LeaseTable) error {
+	if err := h.lockWrites(ctx); err != nil {
+		return err
+	}
+	defer h.unlockWrites()
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.gone {
+		h.mu.Unlock()
 		return errLeaseGone
 	}
 	h.gone = true
-	return t.Release(ctx, h.lease)
+	held := h.lease
+	h.mu.Unlock()
+	return callWithin(ctx, h.clock, h.callTimeout, func(ctx context.Context) error { return t.Release(ctx, held) })
 }
 
 func (h *heldLease) current() checkpoint.Lease {
@@ -118,7 +203,7 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 	w := &shardWorker{
 		c:          c,
 		shardID:    l.ShardID,
-		lease:      &heldLease{lease: l, clock: c.opts.Clock, renewedAt: c.opts.Clock.Now()},
+		lease:      &heldLease{lease: l, clock: c.opts.Clock, callTimeout: c.callTimeout(), renewedAt: c.opts.Clock.Now()},
 		tracker:    newTracker(l.Checkpoint, c.opts.Batching.MaxInFlightRecords),
 		pipeline:   c.opts.NewPipeline(ctx, l.ShardID),
 		ctx:        ctx,
@@ -173,6 +258,13 @@ func (w *shardWorker) read(ctx context.Context, start startPosition) {
 		return
 	}
 	if err != nil && ctx.Err() == nil {
+		if tableUnreachable(err) {
+			w.c.log.Warn("giving up the lease: the lease table could not be reached to renew it within the lease duration; "+
+				"not handing on more records and stopping the shard (it is read again from its checkpoint once the table answers)",
+				"shard", w.shardID, "error", err)
+			w.c.post(workerEvent{w.shardID, "lease table unreachable"})
+			return
+		}
 		if errors.Is(err, errLeaseGone) {
 			w.c.log.Warn("lease lost: not handing on records of a lease another worker may hold; stopping the shard", "shard", w.shardID, "error", err)
 			w.c.post(workerEvent{w.shardID, "lease lost"})
@@ -227,22 +319,35 @@ func (w *shardWorker) flushGathered(ctx context.Context) error {
 	return err
 }
 
-// handOn registers one batch with the tracker and gives it to the pipeline.
+// handOn registers one batch with the tracker and gives it to the pipeline. Both can wait long
+// (the in-flight cap, a full pipeline): the batch is handed on only while the lease is trusted
+// (see trusted), which is checked before, bounds both waits, and is checked again after.
 func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
-	if err := w.lease.trusted(w.c.opts.Leases.LeaseDuration); err != nil {
+	leaseDuration := w.c.opts.Leases.LeaseDuration
+	if err := w.lease.trusted(leaseDuration); err != nil {
 		return err
 	}
 	newest := batch[len(batch)-1].ApproximateArrivalTimestamp
 	age := w.c.opts.Clock.Now().Sub(newest)
 	hooks.Each(w.c.opts.Hooks, func(h hooks.IteratorAge) { h.OnIteratorAge(w.c.streamName, w.shardID, age) })
 
-	tk, err := w.tracker.add(ctx, batch[len(batch)-1].Position(), len(batch), 1)
+	tctx, stop := w.lease.trustContext(ctx, w.c.opts.Clock, leaseDuration)
+	defer stop()
+	tk, err := w.tracker.add(tctx, batch[len(batch)-1].Position(), len(batch), 1)
 	if err != nil {
-		return err
+		return trustCause(tctx, err)
 	}
-	if err := w.pipeline.Handle(ctx, batch, tk.ack); err != nil {
-		// Refused (the reader is being stopped): done will never be called, so the batch must
-		// not hold up the drain. Its records stay after the checkpoint and are read again.
+	if err := w.pipeline.Handle(tctx, batch, tk.ack); err != nil {
+		// Refused (the reader is being stopped, or the lease is no longer trusted): done will
+		// never be called, so the batch must not hold up the drain. Its records stay after the
+		// checkpoint and are read again.
+		w.tracker.withdraw(tk)
+		return trustCause(tctx, err)
+	}
+	if err := w.lease.trusted(leaseDuration); err != nil {
+		// Handle took the batch just as the trust window ended. Unless it is finished already,
+		// it must not count as delivered: it is withdrawn (acks that still come are ignored),
+		// the shard stops (its pipeline's work is abandoned) and the checkpoint stays before it.
 		w.tracker.withdraw(tk)
 		return err
 	}
@@ -276,9 +381,10 @@ func (w *shardWorker) writeCheckpoint(ctx context.Context) {
 	case errors.Is(err, errLeaseGone):
 	case err != nil:
 		if ctx.Err() == nil {
-			w.c.log.Warn("checkpoint failed; will retry", "shard", w.shardID, "error", err)
+			w.c.tableHealth.failed("checkpoint failed; will retry", err, "shard", w.shardID)
 		}
 	case wrote:
+		w.c.tableHealth.ok()
 		w.c.log.Debug("checkpointed", "shard", w.shardID, "position", pos.String())
 		hooks.Each(w.c.opts.Hooks, func(h hooks.Checkpointed) {
 			h.OnCheckpoint(w.c.streamName, w.shardID, pos.SequenceNumber, pos.SubSequenceNumber)

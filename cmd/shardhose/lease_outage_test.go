@@ -1,0 +1,87 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shardhose/shardhose/internal/testenv"
+)
+
+// leaseTableFailureLines are the messages of the lease loop's failure reports (see
+// consumer/outage.go): the first failure of each kind, and the bounded repeats.
+var leaseTableFailureLines = []string{
+	"lease renewal failed; will retry",
+	"checkpoint failed; will retry",
+	"reading the lease table failed; will retry",
+	"taking a lease failed; will retry",
+	"creating the lease of a new shard failed; will retry",
+	"lease table still failing; will retry",
+}
+
+// TestLeaseTableFrozenIsLoggedWithinSecondsAndRecoveryOnce freezes DynamoDB (SIGSTOP of a
+// private dynalite) under a running worker while records flow. The worker must log the failed
+// renewal within 10 s of the freeze, say that it gives up its leases because the lease table
+// could not be reached (never that another worker holds them), log no more than the bounded
+// repeats, and once DynamoDB is back log the recovery once and take its leases again.
+func TestLeaseTableFrozenIsLoggedWithinSecondsAndRecoveryOnce(t *testing.T) {
+	skipShort(t)
+	s := newE2EStack(t, 2)
+	dyn := testenv.StartDynalite(t)
+	s.env.DynamoDB = dyn.Endpoint
+	s.ddb = testenv.DynamoDBClient(t, s.env)
+	cfg := s.fleetConfig(t, fleetOptions{})
+	s.startProducer(t, 4, 100*time.Millisecond)
+	d := startWorker(t, cfg, "frozen-a")
+	s.waitBalanced(t, 30*time.Second, []string{"frozen-a"}, []int{2})
+
+	dyn.Freeze()
+	frozen := time.Now()
+	thawed := false
+	defer func() {
+		if !thawed {
+			dyn.Thaw()
+		}
+	}()
+	waitFor(t, 10*time.Second, "the failed renewal logged", func() (bool, string) {
+		return d.logCount("lease renewal failed; will retry") > 0, "not yet"
+	})
+	t.Logf("renewal failure logged %s after DynamoDB froze", secs(time.Since(frozen)))
+	waitFor(t, 10*time.Second, "a lease given up as unreachable", func() (bool, string) {
+		for _, l := range d.lines() {
+			if strings.HasPrefix(l.Msg, "giving up the lease: the lease table could not be reached") {
+				return true, ""
+			}
+		}
+		return false, "no 'giving up the lease' line"
+	})
+	const outage = 15 * time.Second
+	time.Sleep(outage - time.Since(frozen))
+	failures := 0
+	for _, msg := range leaseTableFailureLines {
+		failures += d.logCount(msg)
+	}
+	// One outage of 15 s: its first failure, and no repeat before 30 s.
+	if failures > 1 {
+		t.Errorf("%d lease-table failure lines in a %s outage, want 1 (repeats at most every 30s)", failures, outage)
+	}
+	for _, l := range d.lines() {
+		if strings.Contains(l.Msg, "another worker") {
+			t.Errorf("logged %q for shard %s while only DynamoDB was frozen", l.Msg, l.Shard)
+		}
+	}
+
+	dyn.Thaw()
+	thawed = true
+	back := time.Now()
+	waitFor(t, 15*time.Second, "recovery logged", func() (bool, string) {
+		return d.logCount("lease table reachable again") > 0, "not yet"
+	})
+	t.Logf("recovery logged %s after DynamoDB resumed", secs(time.Since(back)))
+	s.waitBalanced(t, 15*time.Second, []string{"frozen-a"}, []int{2})
+	time.Sleep(3 * fleetRenewInterval)
+	if n := d.logCount("lease table reachable again"); n != 1 {
+		t.Errorf("recovery logged %d times, want once", n)
+	}
+	d.stop(t, "frozen-a")
+}
