@@ -57,6 +57,9 @@ type Options struct {
 	Clock       clock.Clock
 	Logger      *slog.Logger
 	Hooks       hooks.Set
+	// NoClaims keeps the worker from claiming leases held by live workers: it takes only free and
+	// expired ones (vmware-go-kcl's EnableLeaseStealing = false).
+	NoClaims bool
 	// StallTimeout, when positive, is how long a shard may hold records read but not yet
 	// delivered without its safe position moving before the consumer reports it, releases its
 	// lease and reads it again from the checkpoint (see checkStalls). Zero turns this off.

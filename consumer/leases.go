@@ -530,7 +530,7 @@ func (c *Consumer) balance(ctx context.Context) {
 		c.startWorker(ctx, taken, byID)
 		need--
 	}
-	if need <= 0 {
+	if need <= 0 || c.opts.NoClaims {
 		return
 	}
 

@@ -67,3 +67,47 @@ func WriteToSinks(ctx context.Context, to []sinks.Sink, records []record.Record,
 	}
 	return nil
 }
+
+// ProgressPipeline is a Pipeline that can also report a batch finished up to a record inside it,
+// before the whole batch is. The consumer calls HandleProgress instead of Handle. progress(pos)
+// says every record of the batch at or before pos is finished; the shard's checkpoint may then
+// pass pos once every earlier batch is done. Positions must not go backwards; done is still
+// called once, when the whole batch is finished.
+type ProgressPipeline interface {
+	Pipeline
+	HandleProgress(ctx context.Context, batch []record.Record, progress func(record.Position), done func()) error
+}
+
+// ShardEndPipeline is a Pipeline that is told when its shard has been read to its end, after the
+// last Handle returned and before the consumer waits for every batch to finish to write
+// SHARD_END.
+type ShardEndPipeline interface {
+	Pipeline
+	ShardEnded()
+}
+
+// SettlingPipeline is a Pipeline that can tell when it will finish no more batches (it gave up on
+// those still open, which stay after the checkpoint and are read again by the next owner).
+// Settled's channel is closed then; a drain, hand-off or shard end stops waiting for the batches
+// left at that moment instead of waiting for its deadline.
+type SettlingPipeline interface {
+	Pipeline
+	Settled() <-chan struct{}
+}
+
+// untilSettled returns ctx, ended early when p is a SettlingPipeline that has settled.
+func untilSettled(ctx context.Context, p Pipeline) (context.Context, context.CancelFunc) {
+	sp, ok := p.(SettlingPipeline)
+	if !ok {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-sp.Settled():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}

@@ -254,6 +254,9 @@ func (w *shardWorker) read(ctx context.Context, start startPosition) {
 		if err := w.flushGathered(ctx); err != nil {
 			return
 		}
+		if p, ok := w.pipeline.(ShardEndPipeline); ok {
+			p.ShardEnded()
+		}
 		w.finishShardEnd()
 		return
 	}
@@ -337,7 +340,12 @@ func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
 	if err != nil {
 		return trustCause(tctx, err)
 	}
-	if err := w.pipeline.Handle(tctx, batch, tk.ack); err != nil {
+	if pp, ok := w.pipeline.(ProgressPipeline); ok {
+		err = pp.HandleProgress(tctx, batch, tk.progress, tk.ack)
+	} else {
+		err = w.pipeline.Handle(tctx, batch, tk.ack)
+	}
+	if err != nil {
 		// Refused (the reader is being stopped, or the lease is no longer trusted): done will
 		// never be called, so the batch must not hold up the drain. Its records stay after the
 		// checkpoint and are read again.
@@ -395,7 +403,15 @@ func (w *shardWorker) writeCheckpoint(ctx context.Context) {
 // finishShardEnd runs when the reader reached the end of a closed shard: once every record is
 // delivered, write SHARD_END (which lets the children start) and release the lease.
 func (w *shardWorker) finishShardEnd() {
-	if err := w.tracker.waitDrained(w.ctx); err != nil {
+	waitCtx, cancel := untilSettled(w.ctx, w.pipeline)
+	defer cancel()
+	if err := w.tracker.waitDrained(waitCtx); err != nil {
+		if w.ctx.Err() == nil {
+			// The pipeline settled with records unfinished: keep what is finished, let the
+			// shard be read again from there.
+			w.finish(w.ctx, w.ctx, "shard end not reached by the processor")
+			w.c.post(workerEvent{w.shardID, "failed: records before the shard end left unfinished"})
+		}
 		return // abandoned or stopping: the next owner reads the rest again
 	}
 	w.writeCheckpoint(w.ctx)
@@ -442,6 +458,8 @@ func (w *shardWorker) waitReader(ctx context.Context) {
 // checkpoint and releases the lease using writeCtx. It returns how many records were left
 // undelivered.
 func (w *shardWorker) finish(waitCtx, writeCtx context.Context, reason string) int {
+	waitCtx, cancel := untilSettled(waitCtx, w.pipeline)
+	defer cancel()
 	_ = w.tracker.waitDrained(waitCtx)
 	_, left := w.tracker.pending()
 	w.writeCheckpoint(writeCtx)

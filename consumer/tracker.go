@@ -34,6 +34,7 @@ type ticket struct {
 	last    record.Position
 	records int
 	pending int
+	upTo    record.Position // finished up to here inside the batch (progress), or zero
 }
 
 func newTracker(start record.Position, maxInFlight int) *tracker {
@@ -85,6 +86,19 @@ func (k *ticket) ack() {
 	}
 }
 
+// progress records that the ticket's batch is finished up to pos, a position inside it: when it
+// is the oldest unfinished batch, the safe position moves to pos.
+func (k *ticket) progress(pos record.Position) {
+	t := k.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if k.pending <= 0 || pos.Compare(k.upTo) <= 0 || pos.Compare(k.last) > 0 {
+		return
+	}
+	k.upTo = pos
+	t.advanceLocked()
+}
+
 func (t *tracker) advanceLocked() {
 	moved := false
 	for len(t.batches) > 0 && t.batches[0].pending == 0 {
@@ -93,6 +107,10 @@ func (t *tracker) advanceLocked() {
 		t.batches = t.batches[1:]
 		t.inFlight -= b.records
 		t.safe = b.last
+		moved = true
+	}
+	if len(t.batches) > 0 && t.batches[0].upTo.Compare(t.safe) > 0 {
+		t.safe = t.batches[0].upTo
 		moved = true
 	}
 	if moved {
