@@ -2,6 +2,7 @@ package kcl_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,19 @@ func library(f interfaces.IRecordProcessorFactory, c *kclconfig.KinesisClientLib
 
 func shardhose(f interfaces.IRecordProcessorFactory, c *kclconfig.KinesisClientLibConfiguration) worker {
 	return kcl.NewWorker(f, c)
+}
+
+// start starts w and returns its Shutdown, which is also called at the end of the test; calling
+// it again does nothing.
+func start(t *testing.T, w worker) func() {
+	t.Helper()
+	if err := w.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	var once sync.Once
+	stop := func() { once.Do(w.Shutdown) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // streamAndTable makes a stream and names a lease table that is deleted after the test.
@@ -90,17 +104,7 @@ func testHandover(t *testing.T, first, second newWorker) {
 
 	a2 := newApp(-1)
 	w2 := second(a2, libConfig(e, stream, table, "second-worker"))
-	if err := w2.Start(); err != nil {
-		t.Fatalf("start the second worker: %v", err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			w2.Shutdown()
-		}
-	}
-	defer stop()
+	stop := start(t, w2)
 	waitFor(t, 90*time.Second, "the second worker to process every record after the checkpoints", func() bool {
 		for shard, seqs := range byShard {
 			_, after := afterCheckpoint(seqs, cps[shard].Checkpoint)

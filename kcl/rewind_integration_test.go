@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// helperWorkerID is the helper's worker id in the lease table.
+const helperWorkerID = "helper-worker"
+
 // helperDelay is how long the helper's processor works on a batch before checkpointing it: the
 // window in which the test stops the process.
 const helperDelay = 300 * time.Millisecond
@@ -46,7 +49,7 @@ const helperDelay = 300 * time.Millisecond
 // batch and "CHECKPOINT <sequence number> ok|error: ..." after checkpointing it, until stdin closes.
 func runHelper(kind string) int {
 	e := testenv.Endpoints()
-	cfg := libConfig(e, os.Getenv(envStream), os.Getenv(envTable), "paused-worker").WithMaxRecords(10)
+	cfg := libConfig(e, os.Getenv(envStream), os.Getenv(envTable), helperWorkerID).WithMaxRecords(10)
 	f := helperFactory{}
 	var w worker
 	switch kind {
@@ -309,17 +312,7 @@ func pausedWorker(t *testing.T, kind string) (rewind, string) {
 	} else {
 		w = shardhose(b, cfg)
 	}
-	if err := w.Start(); err != nil {
-		t.Fatalf("start the second worker: %v", err)
-	}
-	stopped := false
-	stopB := func() {
-		if !stopped {
-			stopped = true
-			w.Shutdown()
-		}
-	}
-	defer stopB()
+	stopB := start(t, w)
 	waitFor(t, 60*time.Second, "the new owner to checkpoint the last record", func() bool {
 		s, _ := polls.last()
 		return s.owner == "new-owner" && s.pos.SequenceNumber == seqs[len(seqs)-1]

@@ -1,0 +1,168 @@
+package kcl_test
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
+
+	"github.com/shardhose/shardhose/checkpoint"
+	"github.com/shardhose/shardhose/internal/testenv"
+	"github.com/shardhose/shardhose/kcl"
+)
+
+// owners returns the owner of every row.
+func owners(t *testing.T, tbl *checkpoint.Table) map[string]string {
+	out := map[string]string{}
+	for id, l := range checkpoints(t, t.Context(), tbl) {
+		out[id] = l.Owner
+	}
+	return out
+}
+
+// allOwnedBy reports whether the table exists with rows for shards shards, all owned by owner.
+func allOwnedBy(t *testing.T, tbl *checkpoint.Table, shards int, owner string) bool {
+	ls, err := tbl.List(t.Context())
+	if err != nil || len(ls) < shards {
+		return false // the table may not exist yet
+	}
+	for _, l := range ls {
+		if l.Owner != owner {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMixedFleetWaitsForTheLibrarysLeases: during a rolling deploy a kcl.Worker (lease stealing
+// on) joins a library worker that holds every shard. It takes nothing while the library worker
+// renews (the library renews by rewriting LeaseTimeout, which counts as a sign of life), and
+// takes the shards only after the library worker dies (SIGKILL) and its leases expire, resuming
+// from its checkpoints.
+func TestMixedFleetWaitsForTheLibrarysLeases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack (kinesis-local, dynalite)")
+	}
+	e := testenv.Require(t)
+	stream, table := streamAndTable(t, e, 2)
+	puts := putN(t, e, stream, 200)
+	byShard := shardRecords(puts)
+	tbl := checkpoint.NewTable(testenv.DynamoDBClient(t, e), table, "", checkpoint.Options{})
+
+	lib := startHelper(t, "library", stream, table)
+	waitFor(t, 60*time.Second, "the library worker to hold both shards", func() bool {
+		return allOwnedBy(t, tbl, 2, helperWorkerID)
+	})
+	lib.next(t, "CHECKPOINT", 30*time.Second)
+
+	b := newApp(-1)
+	cfg := libConfig(e, stream, table, "new-owner").WithLeaseStealing(true)
+	start(t, kcl.NewWorker(b, cfg))
+	// Two lease durations (2 × 3 s) with the library worker alive: kcl takes nothing.
+	watchUntil := time.Now().Add(2 * time.Duration(cfg.FailoverTimeMillis) * time.Millisecond)
+	for time.Now().Before(watchUntil) {
+		for id, o := range owners(t, tbl) {
+			if o != helperWorkerID {
+				t.Fatalf("shard %s was taken by %q while the library worker was renewing it", id, o)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	if err := lib.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL the library worker: %v", err)
+	}
+	_ = lib.cmd.Wait()
+	killed := time.Now()
+	cps := checkpoints(t, t.Context(), tbl)
+	waitFor(t, 30*time.Second, "kcl to take both shards after the library worker died", func() bool {
+		return allOwnedBy(t, tbl, 2, "new-owner")
+	})
+	t.Logf("kcl took both shards %s after the library worker was killed (lease duration %d ms)", time.Since(killed).Round(time.Millisecond), cfg.FailoverTimeMillis)
+	waitFor(t, 60*time.Second, "kcl to process every record after the library's checkpoints", func() bool {
+		for shard, seqs := range byShard {
+			_, after := afterCheckpoint(seqs, cps[shard].Checkpoint)
+			for _, s := range after {
+				if b.handed(shard, s) == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for shard, seqs := range byShard {
+		before, _ := afterCheckpoint(seqs, cps[shard].Checkpoint)
+		for _, s := range before {
+			if b.handed(shard, s) > 0 {
+				t.Errorf("shard %s: record %s, checkpointed by the library worker, was processed again", shard, s)
+			}
+		}
+	}
+}
+
+// panicky panics in the first ProcessRecords call of the whole application, then behaves.
+type panicky struct {
+	*app
+	panicked atomic.Bool
+	mu       sync.Mutex
+	first    map[string]string // shard -> first sequence number of the batch that panicked
+}
+
+func (p *panicky) CreateProcessor() interfaces.IRecordProcessor {
+	return &panickyProcessor{appProcessor: appProcessor{app: p.app}, p: p}
+}
+
+type panickyProcessor struct {
+	appProcessor
+	p *panicky
+}
+
+func (pp *panickyProcessor) ProcessRecords(in *interfaces.ProcessRecordsInput) {
+	if len(in.Records) > 0 && pp.p.panicked.CompareAndSwap(false, true) {
+		pp.p.mu.Lock()
+		pp.p.first[pp.shard] = *in.Records[0].SequenceNumber
+		pp.p.mu.Unlock()
+		panic("processor bug")
+	}
+	pp.appProcessor.ProcessRecords(in)
+}
+
+// TestPanicInProcessorRereadsTheShard: a panic in ProcessRecords does not stop the worker; that
+// shard's processor is shut down (ZOMBIE: it must not checkpoint) and the shard is read again
+// from its checkpoint, so the records of the batch that panicked are processed.
+func TestPanicInProcessorRereadsTheShard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack (kinesis-local, dynalite)")
+	}
+	e := testenv.Require(t)
+	stream, table := streamAndTable(t, e, 1)
+	puts := putN(t, e, stream, 100)
+	seqs := shardRecords(puts)["shardId-000000000000"]
+
+	p := &panicky{app: newApp(-1), first: map[string]string{}}
+	start(t, kcl.NewWorker(p, libConfig(e, stream, table, "worker")))
+	waitFor(t, 60*time.Second, "every record to be processed and checkpointed after the panic", func() bool {
+		return p.checkpointedCount() >= len(seqs)
+	})
+	for _, s := range seqs {
+		if p.handed("shardId-000000000000", s) == 0 {
+			t.Errorf("record %s was never processed after the panic", s)
+		}
+	}
+	p.mu.Lock()
+	firstSeq := p.first["shardId-000000000000"]
+	p.mu.Unlock()
+	if firstSeq != seqs[0] {
+		t.Errorf("the panicking batch started at %s, want the first record %s", firstSeq, seqs[0])
+	}
+	p.app.mu.Lock()
+	reasons := strings.Join(p.app.reasons["shardId-000000000000"], ",")
+	p.app.mu.Unlock()
+	if !strings.HasPrefix(reasons, "ZOMBIE") {
+		t.Errorf("shutdown reasons of the shard's processors = %q, want ZOMBIE first (the processor that panicked)", reasons)
+	}
+}
