@@ -109,3 +109,30 @@ func TestTrackerWaitDrained(t *testing.T) {
 		t.Fatalf("waitDrained: %v", err)
 	}
 }
+
+func TestTrackerProgressInsideTheOldestBatch(t *testing.T) {
+	tr := newTracker(record.Position{}, 1000)
+	ctx := context.Background()
+	a, _ := tr.add(ctx, pos("10"), 10, 1)
+	b, _ := tr.add(ctx, pos("20"), 10, 1)
+	b.progress(pos("15")) // not the oldest batch: the safe position may not pass the first one
+	if got := tr.safePosition(); !got.IsZero() {
+		t.Fatalf("safe = %s after progress in the second batch, want zero", got)
+	}
+	a.progress(pos("5"))
+	if got := tr.safePosition(); got != pos("5") {
+		t.Fatalf("safe = %s after progress to 5 in the oldest batch, want 5", got)
+	}
+	a.progress(pos("3")) // backwards: ignored
+	if got := tr.safePosition(); got != pos("5") {
+		t.Fatalf("safe = %s after a backward progress, want 5", got)
+	}
+	a.ack()
+	if got := tr.safePosition(); got != pos("15") {
+		t.Fatalf("safe = %s once the first batch is done, want the second batch's progress 15", got)
+	}
+	b.ack()
+	if got := tr.safePosition(); got != pos("20") {
+		t.Fatalf("safe = %s once both are done, want 20", got)
+	}
+}
