@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
 
 	"github.com/shardhose/shardhose/checkpoint"
@@ -164,5 +166,64 @@ func TestPanicInProcessorRereadsTheShard(t *testing.T) {
 	p.app.mu.Unlock()
 	if !strings.HasPrefix(reasons, "ZOMBIE") {
 		t.Errorf("shutdown reasons of the shard's processors = %q, want ZOMBIE first (the processor that panicked)", reasons)
+	}
+}
+
+// TestReshardTerminatesTheParentAndReadsTheChildren: after a split, the parent's processor is
+// shut down with TERMINATE once it has read the parent to its end, its Checkpoint(nil) lets the
+// worker write SHARD_END, and the children's records are processed.
+func TestReshardTerminatesTheParentAndReadsTheChildren(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack (kinesis-local, dynalite)")
+	}
+	e := testenv.Require(t)
+	stream, table := streamAndTable(t, e, 1)
+	const parent = "shardId-000000000000"
+	first := putN(t, e, stream, 100)
+	a := newApp(-1)
+	start(t, kcl.NewWorker(a, libConfig(e, stream, table, "worker")))
+	waitFor(t, 60*time.Second, "the parent's records to be checkpointed", func() bool { return a.checkpointedCount() >= len(first) })
+
+	kc := testenv.KinesisClient(t, e)
+	if _, err := kc.SplitShard(t.Context(), &kinesis.SplitShardInput{
+		StreamName:         aws.String(stream),
+		ShardToSplit:       aws.String(parent),
+		NewStartingHashKey: aws.String("170141183460469231731687303715884105728"),
+	}); err != nil {
+		t.Fatalf("split %s: %v", parent, err)
+	}
+	testenv.WaitStreamActive(t, kc, stream)
+	second := putN(t, e, stream, 100)
+	children := map[string]bool{}
+	for _, p := range second {
+		children[p.ShardID] = true
+	}
+	if len(children) != 2 || children[parent] {
+		t.Fatalf("records after the split landed in %v, want the two children", children)
+	}
+
+	waitFor(t, 60*time.Second, "every child record to be processed", func() bool {
+		for _, p := range second {
+			if a.handed(p.ShardID, p.SequenceNumber) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	tbl := checkpoint.NewTable(testenv.DynamoDBClient(t, e), table, "", checkpoint.Options{})
+	waitFor(t, 30*time.Second, "the parent's row to say SHARD_END", func() bool {
+		l, ok, err := tbl.Get(t.Context(), parent)
+		return err == nil && ok && l.ShardEnd
+	})
+	a.mu.Lock()
+	reasons := strings.Join(a.reasons[parent], ",")
+	a.mu.Unlock()
+	if reasons != "TERMINATE" {
+		t.Errorf("the parent's processor was shut down with %q, want TERMINATE", reasons)
+	}
+	for _, p := range first {
+		if n := a.handed(parent, p.SequenceNumber); n != 1 {
+			t.Errorf("parent record %s processed %d times, want once", p.SequenceNumber, n)
+		}
 	}
 }
