@@ -1,6 +1,7 @@
 package kcl_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,8 +14,10 @@ import (
 	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
 
 	"github.com/shardhose/shardhose/checkpoint"
+	"github.com/shardhose/shardhose/consumer/kpl"
 	"github.com/shardhose/shardhose/internal/testenv"
 	"github.com/shardhose/shardhose/kcl"
+	"github.com/shardhose/shardhose/record"
 )
 
 // owners returns the owner of every row.
@@ -225,5 +228,49 @@ func TestReshardTerminatesTheParentAndReadsTheChildren(t *testing.T) {
 		if n := a.handed(parent, p.SequenceNumber); n != 1 {
 			t.Errorf("parent record %s processed %d times, want once", p.SequenceNumber, n)
 		}
+	}
+}
+
+// TestKPLAggregatesReachTheProcessorSplit: KPL aggregates are handed to ProcessRecords as their
+// user records (sharing the aggregate's sequence number), each once, and a Checkpoint of that
+// sequence number covers the whole aggregate: the final checkpoint is the last user record of the
+// last aggregate.
+func TestKPLAggregatesReachTheProcessorSplit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack (kinesis-local, dynalite)")
+	}
+	e := testenv.Require(t)
+	stream, table := streamAndTable(t, e, 1)
+	var recs []testenv.Rec
+	var users []string
+	for i := range 20 {
+		var urs []kpl.UserRecord
+		for j := range 10 {
+			d := fmt.Sprintf(`{"agg":%d,"user":%d}`, i, j)
+			urs = append(urs, kpl.UserRecord{PartitionKey: fmt.Sprintf("pk-%d", j), Data: []byte(d)})
+			users = append(users, d)
+		}
+		recs = append(recs, testenv.Rec{PartitionKey: "pk", Data: kpl.Aggregate(urs)})
+	}
+	puts := testenv.PutRecords(t, testenv.KinesisClient(t, e), stream, recs)
+	last := puts[len(puts)-1]
+
+	a := newApp(-1)
+	start(t, kcl.NewWorker(a, libConfig(e, stream, table, "worker").WithMaxRecords(7)))
+	tbl := checkpoint.NewTable(testenv.DynamoDBClient(t, e), table, "", checkpoint.Options{})
+	want := record.Position{SequenceNumber: last.SequenceNumber, SubSequenceNumber: 9}
+	waitFor(t, 60*time.Second, "the checkpoint to reach the last aggregate's last user record", func() bool {
+		l, ok, err := tbl.Get(t.Context(), last.ShardID)
+		return err == nil && ok && l.Checkpoint == want
+	})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, u := range users {
+		if n := a.data[u]; n != 1 {
+			t.Errorf("user record %s handed %d times, want once", u, n)
+		}
+	}
+	if len(a.errs) > 0 {
+		t.Errorf("checkpoints failed: %v", a.errs)
 	}
 }

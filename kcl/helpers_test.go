@@ -41,6 +41,7 @@ func libConfig(e testenv.Env, stream, table, workerID string) *kclconfig.Kinesis
 type app struct {
 	mu           sync.Mutex
 	seen         map[string]int // shard/sequence -> times handed
+	data         map[string]int // record data -> times handed
 	budget       int
 	checkpointed int
 	errs         []string
@@ -49,7 +50,7 @@ type app struct {
 }
 
 func newApp(budget int) *app {
-	return &app{seen: map[string]int{}, budget: budget, reasons: map[string][]string{}}
+	return &app{seen: map[string]int{}, data: map[string]int{}, budget: budget, reasons: map[string][]string{}}
 }
 
 func (a *app) CreateProcessor() interfaces.IRecordProcessor { return &appProcessor{app: a} }
@@ -66,6 +67,7 @@ func (p *appProcessor) ProcessRecords(in *interfaces.ProcessRecordsInput) {
 	a.mu.Lock()
 	for _, r := range in.Records {
 		a.seen[p.shard+"/"+aws.ToString(r.SequenceNumber)]++
+		a.data[string(r.Data)]++
 	}
 	a.behind = append(a.behind, in.MillisBehindLatest)
 	k := len(in.Records)
