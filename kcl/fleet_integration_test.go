@@ -274,3 +274,66 @@ func TestKPLAggregatesReachTheProcessorSplit(t *testing.T) {
 		t.Errorf("checkpoints failed: %v", a.errs)
 	}
 }
+
+// blocking blocks in ProcessRecords until release is closed.
+type blocking struct {
+	*app
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blocking) CreateProcessor() interfaces.IRecordProcessor {
+	return &blockingProcessor{appProcessor: appProcessor{app: b.app}, b: b}
+}
+
+type blockingProcessor struct {
+	appProcessor
+	b *blocking
+}
+
+func (bp *blockingProcessor) ProcessRecords(in *interfaces.ProcessRecordsInput) {
+	bp.b.once.Do(func() { close(bp.b.entered) })
+	<-bp.b.release
+}
+
+// TestShutdownReturnsWithABlockedProcessor: Shutdown gives a processor that never returns
+// ShutdownGraceMillis, then returns and releases the lease (the library's waits for ever).
+func TestShutdownReturnsWithABlockedProcessor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack (kinesis-local, dynalite)")
+	}
+	e := testenv.Require(t)
+	stream, table := streamAndTable(t, e, 1)
+	putN(t, e, stream, 10)
+	b := &blocking{app: newApp(-1), entered: make(chan struct{}), release: make(chan struct{})}
+	defer close(b.release)
+	cfg := libConfig(e, stream, table, "worker")
+	cfg.ShutdownGraceMillis = 2000
+	w := kcl.NewWorker(b, cfg)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.entered:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the processor was never handed records")
+	}
+	done := make(chan struct{})
+	began := time.Now()
+	go func() { w.Shutdown(); close(done) }()
+	select {
+	case <-done:
+		t.Logf("Shutdown returned %s after it was called, with the processor still blocked", time.Since(began).Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return within 30 s with a blocked processor (ShutdownGraceMillis 2000)")
+	}
+	tbl := checkpoint.NewTable(testenv.DynamoDBClient(t, e), table, "", checkpoint.Options{})
+	l, _, err := tbl.Get(t.Context(), "shardId-000000000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Owner != "" {
+		t.Errorf("the lease is still held by %q after Shutdown, want it released", l.Owner)
+	}
+}
