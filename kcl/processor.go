@@ -96,7 +96,7 @@ func (sp *shardProcessor) initialize() {
 		err error
 	)
 	for attempt := 0; ; attempt++ {
-		l, _, err = sp.w.table.Get(sp.ctx, sp.shardID)
+		l, _, err = sp.w.rows.Get(sp.ctx, sp.shardID)
 		if err == nil || sp.ctx.Err() != nil {
 			break
 		}
@@ -141,13 +141,20 @@ func (sp *shardProcessor) call(fn func()) (panicked any) {
 	return nil
 }
 
+// waitReady waits for Initialize to have returned; it returns ctx's error only when ctx ends
+// first (a processor that was initialized is always shut down, even on a cancelled context).
 func (sp *shardProcessor) waitReady(ctx context.Context) error {
 	select {
 	case <-sp.ready:
+		return sp.initErr
+	default:
+	}
+	select {
+	case <-sp.ready:
+		return sp.initErr
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return sp.initErr
 }
 
 // Handle is HandleProgress without progress reports (the consumer uses HandleProgress).

@@ -59,7 +59,7 @@ type Worker struct {
 
 	kinesisClient consumer.KinesisAPI
 	dynamoClient  checkpoint.DynamoDBAPI
-	table         *checkpoint.Table
+	rows          leaseReader // reads a shard's checkpoint for Initialize
 
 	mu     sync.Mutex
 	shards map[string]*shardProcessor
@@ -135,7 +135,7 @@ func (w *Worker) start() error {
 	}
 	table := checkpoint.NewTable(w.dynamoClient, w.set.leases.Table, w.set.leases.WorkerID,
 		checkpoint.Options{LeaseDuration: w.set.leases.LeaseDuration, Logger: w.log})
-	w.table = table
+	w.rows = table
 	c, err := consumer.New(consumer.Options{
 		WorkerID: w.set.leases.WorkerID,
 		Stream:   w.set.stream,
@@ -253,6 +253,11 @@ func (w *Worker) forget(sp *shardProcessor) {
 		delete(w.shards, sp.shardID)
 	}
 	w.mu.Unlock()
+}
+
+// leaseReader is the part of *checkpoint.Table a shard's processor reads its checkpoint with.
+type leaseReader interface {
+	Get(ctx context.Context, shardID string) (checkpoint.Lease, bool, error)
 }
 
 // noSink is the consumer's sink: a record processor delivers records itself, so there is
