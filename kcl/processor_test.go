@@ -3,9 +3,11 @@ package kcl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,5 +229,71 @@ func TestShardEndShutsDownWithTerminate(t *testing.T) {
 	}
 	if a.done != 1 {
 		t.Errorf("done called %d times, want once", a.done)
+	}
+}
+
+// TestHundredsOfShardsCheckpointConcurrently drives 300 shards' processors at once through one
+// Worker, each checkpointing every batch while a fake checkpoint loop reports the writes through
+// the Worker's hook, as the consumer does.
+func TestHundredsOfShardsCheckpointConcurrently(t *testing.T) {
+	const shards, batches = 300, 20
+	proc := &concurrentApp{}
+	w := &Worker{
+		factory: proc,
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		shards:  map[string]*shardProcessor{},
+		rows:    oneRow{checkpoint.Lease{}},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(shards)
+	for i := range shards {
+		id := fmt.Sprintf("shard-%03d", i)
+		sp := w.newPipeline(ctx, id).(*shardProcessor)
+		acked := make(chan record.Position, batches)
+		go func() { // the consumer's checkpoint loop for this shard
+			for p := range acked {
+				w.OnCheckpoint("stream", id, p.SequenceNumber, p.SubSequenceNumber)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			defer close(acked)
+			for b := range batches {
+				seq := fmt.Sprintf("%d", 1000+b)
+				batch := []record.Record{{ShardID: id, SequenceNumber: seq}}
+				pos := batch[0].Position()
+				if err := sp.HandleProgress(ctx, batch, func(record.Position) {}, func() { acked <- pos }); err != nil {
+					t.Errorf("%s: %v", id, err)
+					return
+				}
+			}
+			sp.Close()
+		}()
+	}
+	wg.Wait()
+	if n := proc.checkpoints.Load(); n != shards*batches {
+		t.Errorf("%d checkpoints succeeded, want %d", n, shards*batches)
+	}
+	w.mu.Lock()
+	left := len(w.shards)
+	w.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d shard processors still registered after all were shut down", left)
+	}
+}
+
+type concurrentApp struct{ checkpoints atomic.Int64 }
+
+func (a *concurrentApp) CreateProcessor() interfaces.IRecordProcessor { return concurrentProcessor{a} }
+
+type concurrentProcessor struct{ a *concurrentApp }
+
+func (concurrentProcessor) Initialize(*interfaces.InitializationInput) {}
+func (concurrentProcessor) Shutdown(*interfaces.ShutdownInput)         {}
+func (p concurrentProcessor) ProcessRecords(in *interfaces.ProcessRecordsInput) {
+	if in.Checkpointer.Checkpoint(in.Records[len(in.Records)-1].SequenceNumber) == nil {
+		p.a.checkpoints.Add(1)
 	}
 }
