@@ -110,15 +110,14 @@ func (sp *shardProcessor) initialize() {
 		sp.initErr = err
 		return
 	}
-	in := &interfaces.InitializationInput{ShardId: sp.shardID}
-	switch {
-	case l.ShardEnd:
-		in.ExtendedSequenceNumber = &interfaces.ExtendedSequenceNumber{SequenceNumber: aws.String(checkpoint.ShardEnd)}
-	case !l.Checkpoint.IsZero():
-		in.ExtendedSequenceNumber = &interfaces.ExtendedSequenceNumber{
-			SequenceNumber:    aws.String(l.Checkpoint.SequenceNumber),
-			SubSequenceNumber: l.Checkpoint.SubSequenceNumber,
-		}
+	// As the library does, ExtendedSequenceNumber is never nil: its SequenceNumber is the stored
+	// checkpoint, "" when there is none.
+	in := &interfaces.InitializationInput{ShardId: sp.shardID, ExtendedSequenceNumber: &interfaces.ExtendedSequenceNumber{
+		SequenceNumber:    aws.String(l.Checkpoint.SequenceNumber),
+		SubSequenceNumber: l.Checkpoint.SubSequenceNumber,
+	}}
+	if l.ShardEnd {
+		in.ExtendedSequenceNumber.SequenceNumber = aws.String(checkpoint.ShardEnd)
 	}
 	sp.mu.Lock()
 	sp.written, sp.finished = l.Checkpoint, l.Checkpoint

@@ -297,3 +297,16 @@ func (p concurrentProcessor) ProcessRecords(in *interfaces.ProcessRecordsInput) 
 		p.a.checkpoints.Add(1)
 	}
 }
+
+func TestInitializeWithoutACheckpointGetsAnEmptySequenceNumber(t *testing.T) {
+	proc := &scripted{process: func(*interfaces.ProcessRecordsInput) {}}
+	sp, _ := newTestProcessor(t, proc, "")
+	if err := sp.waitReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	proc.mu.Lock()
+	defer proc.mu.Unlock()
+	if proc.init.ExtendedSequenceNumber == nil || proc.init.ExtendedSequenceNumber.SequenceNumber == nil || *proc.init.ExtendedSequenceNumber.SequenceNumber != "" {
+		t.Fatalf("Initialize got %+v, want a non-nil ExtendedSequenceNumber holding \"\" as the library passes", proc.init.ExtendedSequenceNumber)
+	}
+}
