@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -54,6 +55,9 @@ type fleetOptions struct {
 	maxInFlight       int           // batching.max_in_flight_records; default 50000
 	drainTimeout      time.Duration // shutdown.drain_timeout; default 20s
 	s3Endpoint        string        // default the stack's moto
+	kinesisEndpoint   string        // default the stack's kinesis-local
+	dynamoDBEndpoint  string        // default the stack's dynalite
+	delivery          string        // the S3 sink's delivery; default at_least_once
 	extra             string        // top-level YAML sections appended as they are
 }
 
@@ -78,6 +82,9 @@ func (s *e2eStack) fleetConfig(t *testing.T, o fleetOptions) string {
 	if o.s3Endpoint == "" {
 		o.s3Endpoint = s.env.Moto
 	}
+	o.kinesisEndpoint = cmp.Or(o.kinesisEndpoint, s.kinesisEndpoint, s.env.Kinesis)
+	o.dynamoDBEndpoint = cmp.Or(o.dynamoDBEndpoint, s.env.DynamoDB)
+	o.delivery = cmp.Or(o.delivery, "at_least_once")
 	y := fmt.Sprintf(`aws:
   region: us-east-1
   credentials: {source: static, access_key_id: test, secret_access_key: test}
@@ -105,13 +112,14 @@ sinks:
       buffering_hints: {size_in_mbs: 1, interval_in_seconds: %d}
       max_uploads: %d
       retry: {initial_backoff: 200ms, max_backoff: 1s}
+      delivery: %s
 shutdown:
   drain_timeout: %s
 log:
   format: json
   level: debug
-%s`, s.env.Kinesis, s.env.DynamoDB, o.s3Endpoint, s.stream, s.table, fleetLeaseDuration, fleetRenewInterval,
-		o.batchSize, o.maxInFlight, s.bucket, o.bufferIntervalSec, o.maxUploads, o.drainTimeout, o.extra)
+%s`, o.kinesisEndpoint, o.dynamoDBEndpoint, o.s3Endpoint, s.stream, s.table, fleetLeaseDuration, fleetRenewInterval,
+		o.batchSize, o.maxInFlight, s.bucket, o.bufferIntervalSec, o.maxUploads, o.delivery, o.drainTimeout, o.extra)
 	path := filepath.Join(t.TempDir(), "shardhose.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -586,6 +594,23 @@ func (s *e2eStack) waitAllDelivered(t *testing.T, sent []sentRecord, within time
 	return counts
 }
 
+// waitCheckpointed waits until the lease table has shards rows, each with a checkpoint.
+func (s *e2eStack) waitCheckpointed(t *testing.T, shards int) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "every shard checkpointed", func() (bool, string) {
+		leases, err := s.listLeases(t.Context())
+		if err != nil {
+			return false, err.Error()
+		}
+		for id, l := range leases {
+			if l.Checkpoint.IsZero() {
+				return false, id + " not yet"
+			}
+		}
+		return len(leases) == shards, fmt.Sprintf("%d leases", len(leases))
+	})
+}
+
 // waitBalanced waits until the open shards are spread over workers exactly as want (a multiset
 // of counts), every shard owned by one of them, and reports how long that took.
 func (s *e2eStack) waitBalanced(t *testing.T, within time.Duration, workers []string, want []int) time.Duration {
@@ -1032,33 +1057,14 @@ func TestFleetReshardKeepsPerKeyOrder(t *testing.T) {
 		ds[w] = startWorker(t, cfg, w)
 	}
 	s.waitBalanced(t, 30*time.Second, workers, []int{2, 2})
-	waitFor(t, 20*time.Second, "every shard checkpointed", func() (bool, string) {
-		leases, err := s.listLeases(t.Context())
-		if err != nil {
-			return false, err.Error()
-		}
-		for id, l := range leases {
-			if l.Checkpoint.IsZero() {
-				return false, id + " not yet"
-			}
-		}
-		return true, ""
-	})
+	s.waitCheckpointed(t, 4)
 
 	prod.putBurst(t, 60) // 1,440 records: about 360 per shard, 7 s of reading
 	open := openShardsByHashKey(t, s)
 	if len(open) != 4 {
 		t.Fatalf("%d open shards, want 4", len(open))
 	}
-	splitParent := aws.ToString(open[0].ShardId)
-	mid := new(big.Int).Add(hashKey(t, open[0].HashKeyRange.StartingHashKey), hashKey(t, open[0].HashKeyRange.EndingHashKey))
-	mid.Rsh(mid, 1)
-	if _, err := s.kin.SplitShard(t.Context(), &kinesis.SplitShardInput{
-		StreamName: aws.String(s.stream), ShardToSplit: aws.String(splitParent), NewStartingHashKey: aws.String(mid.String()),
-	}); err != nil {
-		t.Fatalf("split %s: %v", splitParent, err)
-	}
-	testenv.WaitStreamActive(t, s.kin, s.stream)
+	splitParent := s.splitInHalf(t, open[0])
 	// Two adjacent shards: the third ends right before the fourth starts.
 	end := hashKey(t, open[2].HashKeyRange.EndingHashKey)
 	if new(big.Int).Add(end, big.NewInt(1)).Cmp(hashKey(t, open[3].HashKeyRange.StartingHashKey)) != 0 {
@@ -1247,6 +1253,22 @@ func parsePosition(s string) record.Position {
 	seq, sub, _ := strings.Cut(s, ".")
 	n, _ := strconv.ParseInt(sub, 10, 64)
 	return record.Position{SequenceNumber: seq, SubSequenceNumber: n}
+}
+
+// splitInHalf splits sh at the middle of its hash key range, waits for the stream to be
+// active again and returns the parent's id.
+func (s *e2eStack) splitInHalf(t *testing.T, sh ktypes.Shard) string {
+	t.Helper()
+	parent := aws.ToString(sh.ShardId)
+	mid := new(big.Int).Add(hashKey(t, sh.HashKeyRange.StartingHashKey), hashKey(t, sh.HashKeyRange.EndingHashKey))
+	mid.Rsh(mid, 1)
+	if _, err := s.kin.SplitShard(t.Context(), &kinesis.SplitShardInput{
+		StreamName: aws.String(s.stream), ShardToSplit: aws.String(parent), NewStartingHashKey: aws.String(mid.String()),
+	}); err != nil {
+		t.Fatalf("split %s: %v", parent, err)
+	}
+	testenv.WaitStreamActive(t, s.kin, s.stream)
+	return parent
 }
 
 func hashKey(t *testing.T, s *string) *big.Int {

@@ -102,4 +102,3 @@ func TestIntegrationExactlyOnceMoto(t *testing.T) {
 	}
 	assertEachOnce(t, counts, 1, 20)
 }
-
