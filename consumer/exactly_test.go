@@ -107,3 +107,48 @@ func TestExactlyOnceSinkOpenedFromTheRowAndCheckpointed(t *testing.T) {
 		}
 	})
 }
+
+// filterAll is a pipeline that filters out every record: batches finish without reaching a sink.
+type filterAll struct{}
+
+func (filterAll) Handle(_ context.Context, _ []record.Record, done func()) error { done(); return nil }
+func (filterAll) Close()                                                         {}
+
+// When the checkpoint moves past records that never reach an exactly-once sink, the row still
+// records where the sink's run started (before the first record), and the next owner starts
+// its run there rather than at the checkpoint.
+func TestExactlyOnceRunStartIsRecordedWhenNothingReachedTheSink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &memStream{}
+		st.addShard("shard-0")
+		st.put("shard-0", 5)
+		m := newMemLeases(checkpoint.Lease{ShardID: "shard-0"})
+		sink := newEOSink()
+		opts := leaseTestOptions("a", st, m)
+		opts.Sinks = []sinks.Sink{sink}
+		opts.NewPipeline = func(context.Context, string) Pipeline { return filterAll{} }
+		a := runConsumer(t, opts)
+		withinVirtual(t, 10*vRenewInterval, "the shard checkpointed", func() bool {
+			l, _ := m.get("shard-0")
+			return l.Checkpoint.SequenceNumber == st.lastSeq("shard-0")
+		})
+		a.stop(t)
+		l, _ := m.get("shard-0")
+		if got, ok := l.Delivered["eo"]; !ok || got != beforeFirst {
+			t.Fatalf("row's delivered position %v (recorded %v), want %v", got, ok, beforeFirst)
+		}
+
+		next := newEOSink()
+		opts = leaseTestOptions("b", st, m)
+		opts.Sinks = []sinks.Sink{next}
+		b := runConsumer(t, opts)
+		withinVirtual(t, 10*vRenewInterval, "the shard taken again", func() bool {
+			_, lease := next.state("shard-0")
+			return lease != nil
+		})
+		if from, _ := next.state("shard-0"); !from.IsZero() {
+			t.Errorf("the next run starts at %s, want before the first record", from)
+		}
+		b.stop(t)
+	})
+}

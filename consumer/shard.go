@@ -276,8 +276,11 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 	}
 	for _, eo := range c.exactly {
 		from, ok := l.Delivered[eo.Name()]
-		if !ok {
+		switch {
+		case !ok:
 			from = l.Checkpoint
+		case from == beforeFirst:
+			from = record.Position{}
 		}
 		eo.OpenShard(l.ShardID, from, w.leaseState)
 	}
@@ -439,15 +442,25 @@ func (w *shardWorker) writeCheckpoint(ctx context.Context) {
 	}
 }
 
+// beforeFirst stands in the lease row for the zero Position (before the shard's first record),
+// which is not a sequence number.
+var beforeFirst = record.Position{SequenceNumber: "0"}
+
 // delivered returns the position up to which each exactly-once sink holds the shard; nil when
-// there are no such sinks.
+// there are no such sinks. A sink that holds nothing of the shard yet has its run's start
+// recorded all the same (beforeFirst for the zero Position): the checkpoint can move past records
+// that never reach the sink (filtered, dead-lettered), and the next owner must start its run
+// where this one did, not at the checkpoint, to find the objects this run may still write.
 func (w *shardWorker) delivered() map[string]record.Position {
 	if len(w.c.exactly) == 0 {
 		return nil
 	}
 	m := make(map[string]record.Position, len(w.c.exactly))
 	for _, eo := range w.c.exactly {
-		if p, ok := eo.Delivered(w.shardID); ok && !p.IsZero() {
+		if p, ok := eo.Delivered(w.shardID); ok {
+			if p.IsZero() {
+				p = beforeFirst
+			}
 			m[eo.Name()] = p
 		}
 	}
