@@ -94,7 +94,7 @@ func (s *e2eStack) checkExactlyOnce(t *testing.T, sent []sentRecord, within time
 	}
 }
 
-// heldShards counts the shards a worker's log says it took.
+// tookLeases counts the leases a worker's log says it took.
 func (d *daemon) tookLeases() int { return len(d.find("took lease; reading shard", "")) }
 
 // TestExactlyOnceKill9AtTenRandomMoments puts at least 20,000 records into 4 shards while a worker is
@@ -115,7 +115,7 @@ func TestExactlyOnceKill9AtTenRandomMoments(t *testing.T) {
 		d := startWorker(t, cfg, name)
 		waitFor(t, 30*time.Second, name+" holds the 4 leases and wrote an object", func() (bool, string) {
 			n := len(d.find("s3 object written", ""))
-			return d.tookLeases() == 4 && n > 0, fmt.Sprintf("%d leases taken, %d objects written", d.tookLeases(), n)
+			return d.tookLeases() >= 4 && n > 0, fmt.Sprintf("%d leases taken, %d objects written", d.tookLeases(), n)
 		})
 		// Objects go up about every second per shard and checkpoints follow within 250 ms:
 		// a moment drawn from two seconds falls anywhere in that cycle.

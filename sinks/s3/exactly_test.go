@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -324,5 +325,49 @@ func TestExactlyOnceConfigChecks(t *testing.T) {
 	_, err = New(Options{Name: "s", Config: cfg, Client: newFakeS3()})
 	if err == nil || !strings.Contains(err.Error(), `delivery "twice"`) {
 		t.Errorf("delivery twice: err = %v", err)
+	}
+}
+
+// Hundreds of shards written at once, each from its own goroutine in several Writes, with few
+// upload slots: every record lands once, in an object of its own shard, and every run's
+// position reaches its last record.
+func TestExactlyOnceManyShardsConcurrently(t *testing.T) {
+	const shards, writes, perWrite = 200, 5, 4
+	f := newFakeS3()
+	var lease leaseSwitch
+	cfg := eoConfig()
+	cfg.MaxUploads = 3
+	s := newTestSink(t, cfg, f, clock.Real())
+	for sh := range shards {
+		s.OpenShard(fmt.Sprintf("shard-%03d", sh), record.Position{}, lease.get)
+	}
+	var wg sync.WaitGroup
+	for sh := range shards {
+		wg.Go(func() {
+			id := fmt.Sprintf("shard-%03d", sh)
+			base := sh * writes * perWrite
+			for w := range writes {
+				recs := shardRecords(id, base+w*perWrite+1, base+(w+1)*perWrite)
+				done := make(chan struct{})
+				if err := s.Write(waitCtx(t), recs, func() { close(done) }); err != nil {
+					t.Errorf("%s: %v", id, err)
+					return
+				}
+				<-done
+			}
+		})
+	}
+	wg.Wait()
+	assertEachOnce(t, recordCounts(t, f), 1, shards*writes*perWrite)
+	for key, o := range f.stored() {
+		if !strings.Contains(key, "-"+o.metadata[MetaShard]+"-") {
+			t.Errorf("object %s holds shard %s", key, o.metadata[MetaShard])
+		}
+	}
+	for sh := range shards {
+		want := seqPos((sh + 1) * writes * perWrite)
+		if got, _ := s.Delivered(fmt.Sprintf("shard-%03d", sh)); got != want {
+			t.Errorf("shard %d delivered up to %s, want %s", sh, got, want)
+		}
 	}
 }
