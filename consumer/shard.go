@@ -166,7 +166,7 @@ func movedOn(was, now map[string]record.Position) bool {
 	return false
 }
 
-// state is the lease as an exactly-once sink sees it (sinks.ShardLease): lost once the worker
+// leaseState is the lease as an exactly-once sink sees it (sinks.ShardLease): lost once the worker
 // stopped or a write found it taken, uncertain while it is not trusted (see trusted).
 func (w *shardWorker) leaseState() sinks.LeaseState {
 	w.stateMu.Lock()

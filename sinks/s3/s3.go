@@ -34,10 +34,10 @@ type Options struct {
 	// Config is the sink's section, with config.S3Defaults already applied.
 	Config config.S3Sink
 	// Client writes the objects. When it also implements MultipartAPI (as *awss3.Client does),
-	// objects of MultipartThreshold bytes or more are uploaded in parts.
+	// objects of MultipartThreshold bytes or more are uploaded in parts. With delivery:
+	// exactly_once it must also implement HeadObjectAPI (as *awss3.Client does): a conditional
+	// write that finds the object there reads what it holds.
 	Client PutObjectAPI
-	// With delivery: exactly_once the client must also implement HeadObjectAPI (as *awss3.Client
-	// does): a conditional write that finds the object there reads what it holds.
 	// Errors, when set, receives the error records (WriteErrors with folders
 	// "format-conversion-failed/" and "partitioning-failed/") instead of the sink's own error
 	// output. Leave it nil to have the sink write them to its bucket under error_output_prefix with
@@ -93,6 +93,12 @@ type Options struct {
 // before it), so memory stays bounded as above. If its ctx ends, or Close begins, it returns
 // that error; records it had already buffered may still be delivered, but its done is never
 // called (the sinks.Sink contract).
+//
+// Exactly once (delivery: exactly_once; see exactly.go and docs/design.md): records of a shard
+// whose run the consumer opened (OpenShard) go to that run's own buffer, and its objects are
+// written one at a time, under keys made of the shard and the position they start after, only
+// if absent; records of other shards are buffered and written at least once, as above. A run
+// whose lease is lost writes nothing more; its unwritten objects are given up unacknowledged.
 //
 // All methods are safe for concurrent use.
 type Sink struct {
