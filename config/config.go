@@ -149,6 +149,7 @@ type S3Sink struct {
 	// writes, and the position each shard is delivered up to is kept in the lease row, so that
 	// every record read lands in exactly one object (docs/design.md). It costs one object per
 	// shard per buffer instead of one per buffer, and a shard's objects go up one at a time.
+	// With dynamic partitioning it also writes one empty manifest object per cut of a shard.
 	Delivery string `koanf:"delivery"`
 }
 

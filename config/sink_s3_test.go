@@ -59,7 +59,7 @@ func TestS3Rules(t *testing.T) {
 		{"delivery exactly_once", func(s *S3Sink) { s.Delivery = DeliveryExactlyOnce }, ""},
 		{"delivery empty", func(s *S3Sink) { s.Delivery = "" }, ""},
 		{"delivery exactly-once", func(s *S3Sink) { s.Delivery = "exactly-once" }, p + ".delivery"},
-		{"delivery exactly_once with dynamic partitioning", func(s *S3Sink) { partitioned(s); s.Delivery = DeliveryExactlyOnce }, p + ".delivery"},
+		{"delivery exactly_once with dynamic partitioning", func(s *S3Sink) { partitioned(s); s.Delivery = DeliveryExactlyOnce }, ""},
 
 		// prefixes
 		{"literal prefix", func(s *S3Sink) { s.Prefix = "logs/" }, ""},

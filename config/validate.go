@@ -454,9 +454,6 @@ func (v *checker) s3(p string, s S3Sink) {
 	if s.Delivery != "" { // "": at_least_once, for sections built without S3Defaults
 		v.oneOf(p+".delivery", s.Delivery, []string{DeliveryAtLeastOnce, DeliveryExactlyOnce})
 	}
-	if s.ExactlyOnce() && dpOn {
-		v.add(p+".delivery", strconv.Quote(s.Delivery), "is not available with dynamic_partitioning.enabled yet: a shard's records would be split across partitions, whose delivered positions the lease row cannot hold; use at_least_once or turn dynamic partitioning off")
-	}
 
 	// Prefixes, with Firehose's rules (sinks/s3/prefix holds them for the sink as well).
 	data, err := prefix.Parse(s.Prefix, prefix.Rules{

@@ -38,6 +38,7 @@ import (
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/internal/testenv"
 	"github.com/shardhose/shardhose/record"
+	s3sink "github.com/shardhose/shardhose/sinks/s3"
 )
 
 // Lease timing of every fleet test: short, so that each multi-process test takes seconds.
@@ -58,6 +59,7 @@ type fleetOptions struct {
 	kinesisEndpoint   string        // default the stack's kinesis-local
 	dynamoDBEndpoint  string        // default the stack's dynalite
 	delivery          string        // the S3 sink's delivery; default at_least_once
+	s3Extra           string        // more keys of the S3 sink's section, each line indented by 6
 	extra             string        // top-level YAML sections appended as they are
 }
 
@@ -113,13 +115,14 @@ sinks:
       max_uploads: %d
       retry: {initial_backoff: 200ms, max_backoff: 1s}
       delivery: %s
+%s
 shutdown:
   drain_timeout: %s
 log:
   format: json
   level: debug
 %s`, o.kinesisEndpoint, o.dynamoDBEndpoint, o.s3Endpoint, s.stream, s.table, fleetLeaseDuration, fleetRenewInterval,
-		o.batchSize, o.maxInFlight, s.bucket, o.bufferIntervalSec, o.maxUploads, o.delivery, o.drainTimeout, o.extra)
+		o.batchSize, o.maxInFlight, s.bucket, o.bufferIntervalSec, o.maxUploads, o.delivery, o.s3Extra, o.drainTimeout, o.extra)
 	path := filepath.Join(t.TempDir(), "shardhose.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -134,7 +137,7 @@ func startWorker(t *testing.T, cfg, workerID string) *daemon {
 	d := startDaemon(t, cfg, workerID)
 	if dir := os.Getenv("SHARDHOSE_TEST_LOG_DIR"); dir != "" {
 		t.Cleanup(func() {
-			path := filepath.Join(dir, t.Name()+"-"+workerID+".log")
+			path := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+workerID+".log")
 			if err := os.WriteFile(path, []byte(d.logs.String()), 0o644); err != nil {
 				t.Logf("write %s: %v", path, err)
 			}
@@ -513,6 +516,9 @@ func (s *e2eStack) objects(t *testing.T) []s3Object {
 			t.Fatalf("list objects in %s: %v", s.bucket, err)
 		}
 		for _, o := range page.Contents {
+			if strings.HasPrefix(aws.ToString(o.Key), s3sink.CutPrefix) {
+				continue // an exactly-once sink's cut manifest: no records
+			}
 			got, err := s.s3.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(s.bucket), Key: o.Key})
 			if err != nil {
 				t.Fatalf("get %s: %v", aws.ToString(o.Key), err)

@@ -3,8 +3,8 @@ package httpsink
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"

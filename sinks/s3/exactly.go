@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,6 +72,9 @@ type chain struct {
 	// first. Guarded by Sink.mu.
 	tail <-chan struct{}
 
+	// cut is the cut being written, with dynamic partitioning (exactly_partition.go).
+	cut *cutState
+
 	mu sync.Mutex
 	// at is the position up to which the shard's records are in written objects: the run's
 	// start, then the last record of each object written or found.
@@ -102,9 +106,6 @@ func checkExactlyOnce(cfg config.S3Sink, client PutObjectAPI, problems *[]error)
 	default:
 		*problems = append(*problems, fmt.Errorf("delivery %q: must be %s or %s", cfg.Delivery, config.DeliveryAtLeastOnce, config.DeliveryExactlyOnce))
 		return nil, false
-	}
-	if partitioning(cfg) != nil {
-		*problems = append(*problems, errors.New("delivery exactly_once: not available with dynamic partitioning yet"))
 	}
 	heads, ok := client.(HeadObjectAPI)
 	if !ok && client != nil {
@@ -165,13 +166,11 @@ func (s *Sink) giveUp(o *object) {
 	s.log.Warn("the shard's lease is no longer held: object not written; the lease's next owner delivers its records",
 		"shard", o.bk.chain.shardID, "records", o.records)
 	s.mu.Lock()
-	s.uploads--
 	o.acks, o.recs, o.errs = nil, nil, nil
 	delete(s.pending, o)
 	flushed := settle(o.flushes)
 	o.flushes = nil
-	s.sealDueLocked()
-	s.broadcastLocked()
+	s.releaseLocked(o)
 	s.mu.Unlock()
 	for _, fn := range flushed {
 		fn()
@@ -180,37 +179,67 @@ func (s *Sink) giveUp(o *object) {
 
 func comparePositions(a, b *record.Record) int { return a.Position().Compare(b.Position()) }
 
+// sortedRecords returns o's records (and their partitions) in shard order.
+func sortedRecords(o *object) ([]*record.Record, []*routed) {
+	recs, routes := o.recs, o.routes
+	if slices.IsSortedFunc(recs, comparePositions) {
+		return recs, routes
+	}
+	idx := make([]int, len(recs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return comparePositions(recs[a], recs[b]) })
+	sorted := make([]*record.Record, len(recs))
+	var sortedRoutes []*routed
+	if routes != nil {
+		sortedRoutes = make([]*routed, len(recs))
+	}
+	for to, from := range idx {
+		sorted[to] = recs[from]
+		if routes != nil {
+			sortedRoutes[to] = routes[from]
+		}
+	}
+	return sorted, sortedRoutes
+}
+
+// after returns the index of the first of recs (in shard order) after position p.
+func after(recs []*record.Record, p record.Position) int {
+	i, _ := slices.BinarySearchFunc(recs, p, func(r *record.Record, p record.Position) int {
+		if r.Position().Compare(p) <= 0 {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
 // deliverChain writes the records of o that its run does not hold yet, as one object named after
 // the run's position, created only if absent. When an object is there already (written by an
 // earlier owner of the shard before a crash, or by a worker racing this one), the run moves past
 // that object's last record and writes the rest of o after it, and so on until every record of o
 // is in an object. It returns errRunEnded when the lease is gone, and otherwise only when ctx
-// ends.
+// ends. With dynamic partitioning it writes cuts instead (deliverCuts).
 func (s *Sink) deliverChain(ctx context.Context, o *object) error {
-	c := o.bk.chain
-	recs := o.recs
-	if !slices.IsSortedFunc(recs, comparePositions) {
-		recs = slices.Clone(recs)
-		slices.SortStableFunc(recs, comparePositions)
+	recs, routes := sortedRecords(o)
+	if s.parts != nil {
+		return s.deliverCuts(ctx, o.bk.chain, recs, routes)
 	}
+	c := o.bk.chain
 	for {
-		after := c.position()
-		i, _ := slices.BinarySearchFunc(recs, after, func(r *record.Record, p record.Position) int {
-			if r.Position().Compare(p) <= 0 {
-				return -1
-			}
-			return 1
-		})
-		recs = recs[i:]
+		pos := c.position()
+		recs = recs[after(recs, pos):]
 		if len(recs) == 0 {
 			return nil // every record is in objects written before
 		}
-		found, err := s.putRunObject(ctx, c, after, recs)
+		through := recs[len(recs)-1].Position()
+		found, err := s.putRunObject(ctx, c, runObject{after: pos, recs: recs, through: through})
 		if err != nil {
 			return err
 		}
 		if found == nil {
-			c.advance(recs[len(recs)-1].Position())
+			c.advance(through)
 			return nil
 		}
 		c.advance(*found)
@@ -221,13 +250,25 @@ func (s *Sink) deliverChain(ctx context.Context, o *object) error {
 	}
 }
 
-// putRunObject encodes recs (all after position after), writes the records the encoder rejects
-// to the error output, and creates the object named after after, retrying until it is created
-// or found to exist. found is nil when this call created it, else the last position the existing
-// object holds.
-func (s *Sink) putRunObject(ctx context.Context, c *chain, after record.Position, recs []*record.Record) (found *record.Position, err error) {
+// runObject is one object of a run: records of its shard (of one partition of it, with dynamic
+// partitioning), all after the position after, and the object holds every one of the shard's
+// (partition's) records in (after, through].
+type runObject struct {
+	after   record.Position
+	recs    []*record.Record
+	keys    []string // partition key values, for the prefix; nil without dynamic partitioning
+	through record.Position
+	meta    map[string]string // more metadata
+}
+
+// putRunObject encodes ro's records, writes those the encoder rejects to the error output, and
+// creates the object named after ro.after, retrying until it is created or found to exist.
+// found is nil when this call created it, else the position through which the existing object
+// holds the records.
+func (s *Sink) putRunObject(ctx context.Context, c *chain, ro runObject) (found *record.Position, err error) {
 	buf := getBody()
 	defer putBody(buf)
+	recs := ro.recs
 	rejected, err := s.format.enc.encode(buf, recs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errEncode, err)
@@ -242,17 +283,32 @@ func (s *Sink) putRunObject(ctx context.Context, c *chain, after record.Position
 			return nil, fmt.Errorf("write %d records that do not fit the schema to the error output: %w", len(errs), err)
 		}
 	}
-	first, last := recs[0].Position(), recs[len(recs)-1].Position()
+	first := recs[0].Position()
 	records := len(recs) - len(rejected)
-	key := s.keys.keyWithID(recs[0].ApproximateArrivalTimestamp, nil, "", runObjectID(c.shardID, after))
+	key := s.keys.keyWithID(recs[0].ApproximateArrivalTimestamp, ro.keys, "", runObjectID(c.shardID, ro.after))
 	meta := map[string]string{
 		MetaShard:   c.shardID,
-		MetaAfter:   positionID(after),
+		MetaAfter:   positionID(ro.after),
 		MetaFirst:   first.String(),
-		MetaLast:    last.String(),
+		MetaLast:    ro.through.String(),
 		MetaRecords: strconv.Itoa(records),
 	}
+	maps.Copy(meta, ro.meta)
 	body := buf.Bytes()
+	found, out, err := s.create(ctx, c, key, body, meta, ro.after, records)
+	if err != nil || found != nil {
+		return found, err
+	}
+	s.log.Debug("s3 object written", "key", key, "shard", c.shardID, "first", first.String(), "last", ro.through.String(), "records", records, "bytes", len(body), "attempts", out.Attempts)
+	hooks.Each(s.hooks, func(h hooks.Delivered) { h.OnDelivered(s.name, records, len(body), out.Ended.Sub(out.Started)) })
+	return nil, nil
+}
+
+// create creates key (If-None-Match: *) with body and meta, for the run c at position after,
+// asking for the lease before each attempt and retrying failures until it is created or found
+// to exist. found is nil when this call created it; else it is the position through which the
+// existing object holds the records (its MetaLast), which must be after after.
+func (s *Sink) create(ctx context.Context, c *chain, key string, body []byte, meta map[string]string, after record.Position, records int) (found *record.Position, out retry.Outcome, err error) {
 	attempt := func(ctx context.Context, _ int) error {
 		switch c.lease() {
 		case sinks.LeaseLost:
@@ -282,18 +338,15 @@ func (s *Sink) putRunObject(ctx context.Context, c *chain, after record.Position
 		s.log.Warn("s3 put object failed; retrying", "key", key, "attempt", attempt, "records", records, "bytes", len(body), "retry_in", wait, "error", err)
 		hooks.Each(s.hooks, func(h hooks.DeliveryFailed) { h.OnDeliveryFailed(s.name, records, err) })
 	}
-	out, err := retry.Do(ctx, s.clock, s.policy, attempt, failed)
+	out, err = retry.Do(ctx, s.clock, s.policy, attempt, failed)
 	if err != nil {
-		return nil, err
+		return nil, out, err
 	}
 	if found != nil {
 		s.log.Info("object exists already (written by an earlier owner of the shard, or one racing this worker); continuing after its last record",
-			"key", key, "shard", c.shardID, "holds_up_to", found.String(), "ours_up_to", last.String())
-		return found, nil
+			"key", key, "shard", c.shardID, "holds_up_to", found.String())
 	}
-	s.log.Debug("s3 object written", "key", key, "shard", c.shardID, "first", first.String(), "last", last.String(), "records", records, "bytes", len(body), "attempts", out.Attempts)
-	hooks.Each(s.hooks, func(h hooks.Delivered) { h.OnDelivered(s.name, records, len(body), out.Ended.Sub(out.Started)) })
-	return nil, nil
+	return found, out, nil
 }
 
 // putIfAbsent creates key with body and meta unless an object is there (If-None-Match: *).

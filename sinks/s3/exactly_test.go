@@ -46,6 +46,22 @@ type leaseSwitch struct{ state atomic.Int32 }
 func (l *leaseSwitch) get() sinks.LeaseState  { return sinks.LeaseState(l.state.Load()) }
 func (l *leaseSwitch) set(s sinks.LeaseState) { l.state.Store(int32(s)) }
 
+// openRun starts a sink on f and opens a run of shard-1 in it from before the first record.
+func openRun(t *testing.T, cfg config.S3Sink, f *fakeS3, lease *leaseSwitch) *Sink {
+	t.Helper()
+	s := newTestSink(t, cfg, f, clock.Real())
+	s.OpenShard("shard-1", record.Position{}, lease.get)
+	return s
+}
+
+// wantDelivered checks that s holds shard-1 through record n.
+func wantDelivered(t *testing.T, s *Sink, n int) {
+	t.Helper()
+	if got, _ := s.Delivered("shard-1"); got != seqPos(n) {
+		t.Errorf("Delivered = %s, want %s", got, seqPos(n))
+	}
+}
+
 // writeAndWait writes recs and waits for their done.
 func writeAndWait(t *testing.T, s *Sink, recs []record.Record) {
 	t.Helper()
@@ -100,23 +116,17 @@ func assertEachOnce(t *testing.T, counts map[int]int, from, to int) {
 func TestExactlyOnceRerunAfterCrashWritesEachRecordOnce(t *testing.T) {
 	f := newFakeS3()
 	var held leaseSwitch
-	dead := newTestSink(t, eoConfig(), f, clock.Real())
-	dead.OpenShard("shard-1", record.Position{}, held.get)
+	dead := openRun(t, eoConfig(), f, &held)
 	writeAndWait(t, dead, shardRecords("shard-1", 1, 4))
 	writeAndWait(t, dead, shardRecords("shard-1", 5, 9))
-	if got, _ := dead.Delivered("shard-1"); got != seqPos(9) {
-		t.Fatalf("Delivered = %s, want %s", got, seqPos(9))
-	}
+	wantDelivered(t, dead, 9)
 
-	next := newTestSink(t, eoConfig(), f, clock.Real())
-	next.OpenShard("shard-1", record.Position{}, held.get)
+	next := openRun(t, eoConfig(), f, &held)
 	writeAndWait(t, next, shardRecords("shard-1", 1, 6))
 	writeAndWait(t, next, shardRecords("shard-1", 7, 13))
 
 	assertEachOnce(t, recordCounts(t, f), 1, 13)
-	if got, _ := next.Delivered("shard-1"); got != seqPos(13) {
-		t.Errorf("Delivered = %s, want %s", got, seqPos(13))
-	}
+	wantDelivered(t, next, 13)
 	f.mu.Lock()
 	refused := f.refused
 	f.mu.Unlock()
@@ -143,8 +153,7 @@ func TestExactlyOnceRerunAfterCrashWritesEachRecordOnce(t *testing.T) {
 func TestExactlyOnceResumesAfterTheDeliveredPosition(t *testing.T) {
 	f := newFakeS3()
 	var held leaseSwitch
-	first := newTestSink(t, eoConfig(), f, clock.Real())
-	first.OpenShard("shard-1", record.Position{}, held.get)
+	first := openRun(t, eoConfig(), f, &held)
 	writeAndWait(t, first, shardRecords("shard-1", 1, 5))
 
 	next := newTestSink(t, eoConfig(), f, clock.Real())
@@ -166,8 +175,7 @@ func TestExactlyOnceResumesAfterTheDeliveredPosition(t *testing.T) {
 func TestExactlyOnceZombieIsRefusedAndStops(t *testing.T) {
 	f := newFakeS3()
 	var zombieLease, ownerLease leaseSwitch
-	zombie := newTestSink(t, eoConfig(), f, clock.Real())
-	zombie.OpenShard("shard-1", record.Position{}, zombieLease.get)
+	zombie := openRun(t, eoConfig(), f, &zombieLease)
 	writeAndWait(t, zombie, shardRecords("shard-1", 1, 3))
 
 	owner := newTestSink(t, eoConfig(), f, clock.Real())
@@ -217,8 +225,7 @@ func TestExactlyOnceWaitsWhileTheLeaseIsUnconfirmed(t *testing.T) {
 	f := newFakeS3()
 	var lease leaseSwitch
 	lease.set(sinks.LeaseUncertain)
-	s := newTestSink(t, eoConfig(), f, clock.Real())
-	s.OpenShard("shard-1", record.Position{}, lease.get)
+	s := openRun(t, eoConfig(), f, &lease)
 	acked := make(chan struct{})
 	if err := s.Write(waitCtx(t), shardRecords("shard-1", 1, 3), func() { close(acked) }); err != nil {
 		t.Fatal(err)
@@ -245,8 +252,7 @@ func TestExactlyOnceLostLeaseGivesUpWithoutAcknowledging(t *testing.T) {
 	f := newFakeS3()
 	var lease leaseSwitch
 	lease.set(sinks.LeaseLost)
-	s := newTestSink(t, eoConfig(), f, clock.Real())
-	s.OpenShard("shard-1", record.Position{}, lease.get)
+	s := openRun(t, eoConfig(), f, &lease)
 	acked := make(chan struct{})
 	if err := s.Write(waitCtx(t), shardRecords("shard-1", 1, 3), func() { close(acked) }); err != nil {
 		t.Fatal(err)
@@ -273,8 +279,7 @@ func TestExactlyOnceLostLeaseGivesUpWithoutAcknowledging(t *testing.T) {
 func TestExactlyOnceObjectsHoldOneShardEach(t *testing.T) {
 	f := newFakeS3()
 	var lease leaseSwitch
-	s := newTestSink(t, eoConfig(), f, clock.Real())
-	s.OpenShard("shard-1", record.Position{}, lease.get)
+	s := openRun(t, eoConfig(), f, &lease)
 	s.OpenShard("shard-2", record.Position{}, lease.get)
 	mixed := append(shardRecords("shard-1", 1, 3), shardRecords("shard-2", 4, 6)...)
 	mixed = append(mixed, shardRecords("shard-3", 7, 8)...)
@@ -307,20 +312,11 @@ func TestExactlyOnceObjectsHoldOneShardEach(t *testing.T) {
 }
 
 func TestExactlyOnceConfigChecks(t *testing.T) {
-	cfg := eoConfig()
-	cfg.BufferingHints.IntervalInSeconds = 60
-	cfg.Prefix = "!{partitionKeyFromQuery:k}/"
-	cfg.ErrorOutputPrefix = "errors/!{firehose:error-output-type}/"
-	cfg.DynamicPartitioning = &config.DynamicPartitioning{Enabled: true, Queries: map[string]string{"k": ".k"}}
-	_, err := New(Options{Name: "s", Config: cfg, Client: newFakeS3()})
-	if err == nil || !strings.Contains(err.Error(), "dynamic partitioning") {
-		t.Errorf("exactly_once with dynamic partitioning: err = %v", err)
-	}
-	_, err = New(Options{Name: "s", Config: eoConfig(), Client: putOnly{f: newFakeS3()}})
+	_, err := New(Options{Name: "s", Config: eoConfig(), Client: putOnly{f: newFakeS3()}})
 	if err == nil || !strings.Contains(err.Error(), "HeadObject") {
 		t.Errorf("exactly_once without HeadObject: err = %v", err)
 	}
-	cfg = eoConfig()
+	cfg := eoConfig()
 	cfg.Delivery = "twice"
 	_, err = New(Options{Name: "s", Config: cfg, Client: newFakeS3()})
 	if err == nil || !strings.Contains(err.Error(), `delivery "twice"`) {

@@ -43,8 +43,10 @@ type fakeS3 struct {
 	completed     []string // upload ids
 	createdChecks []string // ChecksumAlgorithm of each CreateMultipartUpload
 
-	refused int // conditional writes refused (412)
-	heads   int // HeadObject calls
+	failKey  func(key string) bool // when set, PUTs of keys it accepts fail
+	keyFails int                   // PUTs failed by failKey
+	refused  int                   // conditional writes refused (412)
+	heads    int                   // HeadObject calls
 }
 
 func (f *fakeS3) HeadObject(_ context.Context, in *awss3.HeadObjectInput, _ ...func(*awss3.Options)) (*awss3.HeadObjectOutput, error) {
@@ -103,6 +105,10 @@ func (f *fakeS3) PutObject(ctx context.Context, in *awss3.PutObjectInput, _ ...f
 		return nil, errors.New("ContentLength does not match the body")
 	}
 	key := aws.ToString(in.Key)
+	if f.failKey != nil && f.failKey(key) {
+		f.keyFails++
+		return nil, errInjected
+	}
 	prev, exists := f.objects[key]
 	if exists && aws.ToString(in.IfNoneMatch) == "*" {
 		f.refused++

@@ -168,7 +168,9 @@ type object struct {
 	sealed  chan struct{} // closed when the object stops taking records
 	due     bool          // in Sink.due
 	// Exactly once: prev is closed when the chain's previous object is finished (written or
-	// given up), and finished when this one is; nil otherwise.
+	// given up), and finished when this one is; nil otherwise. With dynamic partitioning,
+	// routes[i] is the partition of recs[i].
+	routes   []*routed
 	prev     <-chan struct{}
 	finished chan struct{}
 }
@@ -444,6 +446,12 @@ func (s *Sink) bufferOfLocked(r *record.Record, rt *routed) (bufKey, *failure) {
 	if rt.fail != nil {
 		return bufKey{errorOutputType: rt.fail.outputType}, rt.fail
 	}
+	if s.exactly {
+		if c := s.chains[r.ShardID]; c != nil {
+			// One buffer per run; its records are split by partition when it is written.
+			return bufKey{chain: c}, nil
+		}
+	}
 	if s.active[rt.id] == 0 && len(s.active) >= s.maxActive {
 		f := partitioningFailure(ErrorCodeActivePartitionExceeded,
 			"the record's partition would be active partition %d; dynamic_partitioning.max_active_partitions is %d", len(s.active)+1, s.maxActive)
@@ -522,6 +530,9 @@ func (s *Sink) appendLocked(bk bufKey, r *record.Record, rt *routed, fail *failu
 		o.errs = append(o.errs, errorRecord(r, fail, now))
 	} else {
 		o.recs = append(o.recs, r)
+		if bk.chain != nil && rt != nil {
+			o.routes = append(o.routes, rt)
+		}
 	}
 	o.records++
 	o.size += n
@@ -545,7 +556,7 @@ func (s *Sink) appendLocked(bk bufKey, r *record.Record, rt *routed, fail *failu
 // openLocked opens buffer bk and, with an interval, starts its timer.
 func (s *Sink) openLocked(bk bufKey, rt *routed) *object {
 	o := &object{bk: bk, sealed: make(chan struct{})}
-	if rt != nil && bk.errorOutputType == "" {
+	if rt != nil && bk.errorOutputType == "" && bk.chain == nil {
 		o.keys = rt.keys
 		s.active[bk.partition]++
 	}
@@ -725,7 +736,7 @@ func (s *Sink) abandon(o *object, err error) {
 // partition's activity. Buffers waiting for a slot are sealed.
 func (s *Sink) releaseLocked(o *object) {
 	s.uploads--
-	if o.isData() && s.parts != nil {
+	if o.isData() && s.parts != nil && o.bk.chain == nil { // a run's buffer holds no partition
 		if s.active[o.bk.partition]--; s.active[o.bk.partition] <= 0 {
 			delete(s.active, o.bk.partition)
 		}
