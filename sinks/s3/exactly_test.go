@@ -40,10 +40,17 @@ func shardRecords(shard string, from, to int) []record.Record {
 
 func seqPos(n int) record.Position { return record.Position{SequenceNumber: fmt.Sprint(1000 + n)} }
 
-// leaseSwitch is a sinks.ShardLease a test flips.
-type leaseSwitch struct{ state atomic.Int32 }
+// leaseSwitch is a sinks.ShardLease a test flips; it counts how often it was asked.
+type leaseSwitch struct {
+	state atomic.Int32
+	asked atomic.Int64
+}
 
-func (l *leaseSwitch) get() sinks.LeaseState  { return sinks.LeaseState(l.state.Load()) }
+func (l *leaseSwitch) get() sinks.LeaseState {
+	l.asked.Add(1)
+	return sinks.LeaseState(l.state.Load())
+}
+
 func (l *leaseSwitch) set(s sinks.LeaseState) { l.state.Store(int32(s)) }
 
 // openRun starts a sink on f and opens a run of shard-1 in it from before the first record.
@@ -230,13 +237,17 @@ func TestExactlyOnceWaitsWhileTheLeaseIsUnconfirmed(t *testing.T) {
 	if err := s.Write(waitCtx(t), shardRecords("shard-1", 1, 3), func() { close(acked) }); err != nil {
 		t.Fatal(err)
 	}
-	// Several retries pass (1 to 5 ms apart) without a PUT.
-	deadline := time.Now().Add(50 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if n := f.callCount(); n != 0 {
-			t.Fatalf("%d PUTs while the lease was unconfirmed", n)
+	// The run asks for the lease before every attempt: once it has asked five times, five
+	// attempts have passed without a PUT.
+	for lease.asked.Load() < 5 {
+		select {
+		case <-waitCtx(t).Done():
+			t.Fatalf("the lease was asked for %d times", lease.asked.Load())
+		case <-time.After(time.Millisecond):
 		}
-		time.Sleep(5 * time.Millisecond)
+	}
+	if n := f.callCount(); n != 0 {
+		t.Fatalf("%d PUTs while the lease was unconfirmed", n)
 	}
 	lease.set(sinks.LeaseHeld)
 	select {
