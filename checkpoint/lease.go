@@ -22,6 +22,9 @@
 //	CheckpointSubSequenceNumber    N  index of the user record inside a KPL aggregate
 //	AdjacentParentShardId          S  second parent, after a merge
 //	OwnerSwitchesSinceCheckpoint   N  takes by a new owner since the last checkpoint
+//	SinkPositions                  M  sink name → position ("seq" or "seq.sub") up to which that
+//	                                  exactly-once sink holds the shard's records; written with
+//	                                  the checkpoint, fenced like it
 //
 // # Fencing
 //
@@ -62,6 +65,7 @@ const (
 	attrSubSequence    = "CheckpointSubSequenceNumber"
 	attrAdjacentParent = "AdjacentParentShardId"
 	attrOwnerSwitches  = "OwnerSwitchesSinceCheckpoint"
+	attrSinkPositions  = "SinkPositions"
 )
 
 // Lease is one row of the lease table as read at one moment. It is a value: the Table's write
@@ -88,6 +92,10 @@ type Lease struct {
 	// OwnerSwitchesSinceCheckpoint counts takes by a different owner since the last checkpoint;
 	// a lease that keeps moving without progress points at a worker that crashes on this shard.
 	OwnerSwitchesSinceCheckpoint int64
+	// Delivered maps the name of each exactly-once sink to the position up to which it holds the
+	// shard's records (the last record of an object it knows is written), as of the last
+	// checkpoint; nil when none was recorded.
+	Delivered map[string]record.Position
 }
 
 // Free reports whether nobody owns the lease.
@@ -145,6 +153,9 @@ func parseLease(item map[string]types.AttributeValue) (Lease, error) {
 			l.ParentShardIDs = append(l.ParentShardIDs, p)
 		}
 	}
+	if l.Delivered, err = positionsAttr(item, attrSinkPositions); err != nil {
+		return Lease{}, wrap(err)
+	}
 	if ts, _ := stringAttr(item, attrLeaseTimeout); ts != "" {
 		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
 			l.LeaseTimeout = t
@@ -187,6 +198,34 @@ func numberAttr(item map[string]types.AttributeValue, name string) (int64, error
 		return 0, fmt.Errorf("attribute %s: %w", name, err)
 	}
 	return i, nil
+}
+
+// positionsAttr reads a map of name → position ("seq" or "seq.sub"); nil when absent.
+func positionsAttr(item map[string]types.AttributeValue, name string) (map[string]record.Position, error) {
+	v, ok := item[name]
+	if !ok {
+		return nil, nil
+	}
+	if _, null := v.(*types.AttributeValueMemberNULL); null {
+		return nil, nil
+	}
+	m, ok := v.(*types.AttributeValueMemberM)
+	if !ok {
+		return nil, fmt.Errorf("attribute %s is %T, want a map", name, v)
+	}
+	out := make(map[string]record.Position, len(m.Value))
+	for k, pv := range m.Value {
+		s, ok := pv.(*types.AttributeValueMemberS)
+		if !ok {
+			return nil, fmt.Errorf("attribute %s.%s is %T, want a string", name, k, pv)
+		}
+		p, err := record.ParsePosition(s.Value)
+		if err != nil {
+			return nil, fmt.Errorf("attribute %s.%s: %w", name, k, err)
+		}
+		out[k] = p
+	}
+	return out, nil
 }
 
 func isSequenceNumber(s string) bool {

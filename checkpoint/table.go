@@ -416,6 +416,15 @@ func (t *Table) Renew(ctx context.Context, held Lease) (Lease, error) {
 // position. The fence makes the comparison with held sound, since every checkpoint write bumps
 // the counter. ErrLeaseLost when the lease was taken or changed.
 func (t *Table) Checkpoint(ctx context.Context, held Lease, pos record.Position, shardEnd bool) (Lease, error) {
+	return t.CheckpointDelivered(ctx, held, pos, shardEnd, nil)
+}
+
+// CheckpointDelivered is Checkpoint that also records, in the same fenced write, the position up
+// to which each exactly-once sink holds the shard's records (SinkPositions). delivered is merged
+// into the positions the row holds (held.Delivered): a sink named in both gets the new position,
+// the others keep theirs. Nil or empty delivered leaves SinkPositions as it is. No position may
+// be invalid (ErrCheckpointRefused).
+func (t *Table) CheckpointDelivered(ctx context.Context, held Lease, pos record.Position, shardEnd bool, delivered map[string]record.Position) (Lease, error) {
 	if err := t.writable(); err != nil {
 		return Lease{}, err
 	}
@@ -429,12 +438,28 @@ func (t *Table) Checkpoint(ctx context.Context, held Lease, pos record.Position,
 	case pos.Compare(held.Checkpoint) < 0:
 		return Lease{}, fmt.Errorf("%s: %w: position %s is before the stored checkpoint %s", action, ErrCheckpointRefused, pos, held.Checkpoint)
 	}
+	var positions map[string]types.AttributeValue
+	if len(delivered) > 0 {
+		positions = make(map[string]types.AttributeValue, len(held.Delivered)+len(delivered))
+		for name, p := range held.Delivered {
+			positions[name] = attrS(p.String())
+		}
+		for name, p := range delivered {
+			if name == "" || !isSequenceNumber(p.SequenceNumber) || p.SubSequenceNumber < 0 {
+				return Lease{}, fmt.Errorf("%s: %w: delivered position %q of sink %q is not valid", action, ErrCheckpointRefused, p.String(), name)
+			}
+			positions[name] = attrS(p.String())
+		}
+	}
 	var e expr
 	cond := e.heldBy(t.workerID, held.Counter)
 	set := []string{
 		e.name(attrCounter) + " = " + e.value(attrN(held.Counter+1)),
 		e.name(attrLeaseTimeout) + " = " + e.value(attrS(t.leaseTimeout())),
 		e.name(attrOwnerSwitches) + " = " + e.value(attrN(0)),
+	}
+	if positions != nil {
+		set = append(set, e.name(attrSinkPositions)+" = "+e.value(&types.AttributeValueMemberM{Value: positions}))
 	}
 	var update string
 	if shardEnd {
@@ -449,6 +474,11 @@ func (t *Table) Checkpoint(ctx context.Context, held Lease, pos record.Position,
 	return t.update(ctx, action, held.ShardID, &e, cond, update, func(cur Lease) bool {
 		if cur.Owner != t.workerID || cur.Counter != held.Counter+1 {
 			return false
+		}
+		for name, p := range delivered {
+			if cur.Delivered[name] != p {
+				return false
+			}
 		}
 		if shardEnd {
 			return cur.ShardEnd

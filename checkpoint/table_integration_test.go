@@ -617,3 +617,44 @@ func TestTakeVmwareKCLRow(t *testing.T) {
 		t.Fatalf("Delete of a vmware SHARD_END row: %v", err)
 	}
 }
+
+// TestSinkPositions: the delivered positions of exactly-once sinks go into the row with the
+// checkpoint, in the same fenced write: merged per sink, read back by the next owner, and never
+// written by a worker that lost the lease.
+func TestSinkPositions(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.worker("worker-a"), f.worker("worker-b")
+	held := mustTake(t, a, mustCreate(t, a, "s1"))
+	held, err := a.CheckpointDelivered(t.Context(), held, pos("100", 0), false, map[string]record.Position{"lake": pos("120", 0), "archive": pos("110", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err = a.CheckpointDelivered(t.Context(), held, pos("130", 0), false, map[string]record.Position{"lake": pos("140", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]record.Position{"lake": pos("140", 0), "archive": pos("110", 2)}
+	row := mustGet(t, b, "s1")
+	if row.Checkpoint != pos("130", 0) || len(row.Delivered) != 2 || row.Delivered["lake"] != want["lake"] || row.Delivered["archive"] != want["archive"] {
+		t.Fatalf("row: checkpoint %v, delivered %v; want 130 and %v", row.Checkpoint, row.Delivered, want)
+	}
+	// A plain checkpoint leaves them alone.
+	held = mustCheckpoint(t, a, held, "150", 0)
+	if got := mustGet(t, b, "s1").Delivered; got["lake"] != want["lake"] {
+		t.Errorf("after a plain checkpoint: %v", got)
+	}
+
+	heldB := mustTake(t, b, mustGet(t, b, "s1"))
+	if heldB.Delivered["lake"] != want["lake"] {
+		t.Errorf("the next owner took %v", heldB.Delivered)
+	}
+	_, err = a.CheckpointDelivered(t.Context(), held, pos("160", 0), false, map[string]record.Position{"lake": pos("999", 0)})
+	wantLost(t, "A's CheckpointDelivered after B took over", err)
+	if got := mustGet(t, b, "s1").Delivered["lake"]; got != want["lake"] {
+		t.Errorf("a stale worker moved the delivered position to %v", got)
+	}
+	_, err = b.CheckpointDelivered(t.Context(), heldB, pos("160", 0), false, map[string]record.Position{"lake": {SequenceNumber: "x"}})
+	if !errors.Is(err, checkpoint.ErrCheckpointRefused) {
+		t.Errorf("an invalid delivered position: %v, want ErrCheckpointRefused", err)
+	}
+}

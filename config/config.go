@@ -143,7 +143,24 @@ type S3Sink struct {
 	DynamicPartitioning *DynamicPartitioning `koanf:"dynamic_partitioning"`
 	// DataFormatConversion, when set, writes Parquet files instead of records.
 	DataFormatConversion *DataFormatConversion `koanf:"data_format_conversion"`
+	// Delivery is at_least_once (the default: a crash or a lost lease can write records again)
+	// or exactly_once: each shard's records go to objects of that shard only, under keys made
+	// from the shard and the position the object starts after, written with S3 conditional
+	// writes, and the position each shard is delivered up to is kept in the lease row, so that
+	// every record read lands in exactly one object (docs/design.md). It costs one object per
+	// shard per buffer instead of one per buffer, and a shard's objects go up one at a time.
+	// With dynamic partitioning it also writes one empty manifest object per cut of a shard.
+	Delivery string `koanf:"delivery"`
 }
+
+// Delivery guarantees of an S3 sink.
+const (
+	DeliveryAtLeastOnce = "at_least_once"
+	DeliveryExactlyOnce = "exactly_once"
+)
+
+// ExactlyOnce reports whether the sink delivers every record exactly once.
+func (s S3Sink) ExactlyOnce() bool { return s.Delivery == DeliveryExactlyOnce }
 
 // DynamicPartitioning is Firehose's dynamic partitioning with inline jq parsing: each record's
 // partition is the values the prefix reads with !{partitionKeyFromQuery:key} (Queries[key] run
@@ -275,5 +292,6 @@ func S3Defaults() S3Sink {
 		AppendNewline:  true,
 		MaxUploads:     4,
 		Retry:          Retry{InitialBackoff: time.Second, MaxBackoff: 2 * time.Minute},
+		Delivery:       DeliveryAtLeastOnce,
 	}
 }

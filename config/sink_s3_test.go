@@ -56,6 +56,10 @@ func TestS3Rules(t *testing.T) {
 		{"compression HADOOP_SNAPPY", func(s *S3Sink) { s.Compression = "HADOOP_SNAPPY" }, p + ".compression"},
 		{"compression ZIP", func(s *S3Sink) { s.Compression = "ZIP" }, p + ".compression"},
 		{"max elapsed set", func(s *S3Sink) { s.Retry.MaxElapsed = 0 }, ""},
+		{"delivery exactly_once", func(s *S3Sink) { s.Delivery = DeliveryExactlyOnce }, ""},
+		{"delivery empty", func(s *S3Sink) { s.Delivery = "" }, ""},
+		{"delivery exactly-once", func(s *S3Sink) { s.Delivery = "exactly-once" }, p + ".delivery"},
+		{"delivery exactly_once with dynamic partitioning", func(s *S3Sink) { partitioned(s); s.Delivery = DeliveryExactlyOnce }, ""},
 
 		// prefixes
 		{"literal prefix", func(s *S3Sink) { s.Prefix = "logs/" }, ""},
@@ -296,3 +300,22 @@ sinks:
 		t.Fatalf("data_format_conversion = %+v, want %+v", got, want)
 	}
 }
+
+// An exactly-once sink needs one lane per shard: parallelization_factor above 1 is refused,
+// naming the sink.
+func TestExactlyOnceRefusesParallelLanes(t *testing.T) {
+	eo := validS3()
+	eo.Delivery = DeliveryExactlyOnce
+	v := &checker{seen: map[string]bool{}}
+	v.exactlyOnceNeedsOrder(Processing{ParallelizationFactor: 4}, []Sink{{Name: "plain", Type: "s3", S3: ptr(validS3())}, {Name: "lake", Type: "s3", S3: &eo}})
+	if len(v.errs) != 1 || v.errs[0].Key != "processing.parallelization_factor" || !strings.Contains(v.errs[0].Error(), "sinks[1] (lake)") {
+		t.Errorf("problems: %v", v.errs)
+	}
+	v = &checker{seen: map[string]bool{}}
+	v.exactlyOnceNeedsOrder(Processing{ParallelizationFactor: 1}, []Sink{{Name: "lake", Type: "s3", S3: &eo}})
+	if len(v.errs) != 0 {
+		t.Errorf("factor 1: %v", v.errs)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -149,6 +149,7 @@ func (c *Config) Validate() error {
 	v.processingNeedsDeadLetter(c.Processing, c.DeadLetter)
 	v.processingFailedHasAPlace(c.Processing, c.DeadLetter)
 	v.stallAboveBuffering(c.Leases.StallTimeout, c.Sinks)
+	v.exactlyOnceNeedsOrder(c.Processing, c.Sinks)
 	v.durationMin("shutdown.drain_timeout", c.Shutdown.DrainTimeout, time.Nanosecond)
 	v.oneOf("log.format", c.Log.Format, logFormats)
 	v.oneOf("log.level", c.Log.Level, logLevels)
@@ -450,6 +451,9 @@ func (v *checker) s3(p string, s S3Sink) {
 	v.intRange(p+".buffering_hints.interval_in_seconds", s.BufferingHints.IntervalInSeconds, 0, 900)
 	v.intRange(p+".max_uploads", s.MaxUploads, 1, 64)
 	v.retry(p+".retry", s.Retry)
+	if s.Delivery != "" { // "": at_least_once, for sections built without S3Defaults
+		v.oneOf(p+".delivery", s.Delivery, []string{DeliveryAtLeastOnce, DeliveryExactlyOnce})
+	}
 
 	// Prefixes, with Firehose's rules (sinks/s3/prefix holds them for the sink as well).
 	data, err := prefix.Parse(s.Prefix, prefix.Rules{
@@ -567,6 +571,22 @@ func walkValues(v reflect.Value, prefix string, fn func(key string, f reflect.Va
 			}
 		default:
 			fn(key, f)
+		}
+	}
+}
+
+// exactlyOnceNeedsOrder refuses parallel lanes with an exactly-once sink: its objects each hold
+// a run of one shard's records in shard order, which lanes handling one shard's batches at once
+// would break.
+func (v *checker) exactlyOnceNeedsOrder(p Processing, sinks []Sink) {
+	if p.ParallelizationFactor <= 1 {
+		return
+	}
+	for i, s := range sinks {
+		if s.S3 != nil && s.S3.ExactlyOnce() {
+			v.add("processing.parallelization_factor", strconv.Itoa(p.ParallelizationFactor),
+				fmt.Sprintf("is out of range: must be 1 with sinks[%d] (%s) set to delivery: exactly_once, which needs each shard's records in order", i, s.Name))
+			return
 		}
 	}
 }

@@ -35,7 +35,9 @@ type LeaseTable interface {
 	CreateIfAbsent(ctx context.Context, shardID string, parents []string) error
 	Take(ctx context.Context, seen checkpoint.Lease) (checkpoint.Lease, error)
 	Renew(ctx context.Context, held checkpoint.Lease) (checkpoint.Lease, error)
-	Checkpoint(ctx context.Context, held checkpoint.Lease, pos record.Position, shardEnd bool) (checkpoint.Lease, error)
+	// CheckpointDelivered writes the checkpoint and, in the same fenced write, the position up
+	// to which each exactly-once sink holds the shard (nil: none).
+	CheckpointDelivered(ctx context.Context, held checkpoint.Lease, pos record.Position, shardEnd bool, delivered map[string]record.Position) (checkpoint.Lease, error)
 	Release(ctx context.Context, held checkpoint.Lease) error
 	Claim(ctx context.Context, seen checkpoint.Lease) error
 	Delete(ctx context.Context, seen checkpoint.Lease) error
@@ -100,6 +102,9 @@ type Consumer struct {
 	streamARN  string
 	expiry     *checkpoint.ExpiryTracker
 	readPolicy retry.Policy
+	// exactly are the sinks that deliver each shard exactly once: each shard run is opened in
+	// them with the lease, and their delivered positions are checkpointed with it.
+	exactly []sinks.ExactlyOnce
 
 	mu       sync.Mutex
 	workers  map[string]*shardWorker
@@ -160,6 +165,11 @@ func New(opts Options) (*Consumer, error) {
 	}
 	c.tableHealth = newOutageLog(c.log, opts.Clock, "lease table")
 	c.streamHealth = newOutageLog(c.log, opts.Clock, "stream")
+	for _, sk := range opts.Sinks {
+		if eo, ok := sk.(sinks.ExactlyOnce); ok && eo.ExactlyOnce() {
+			c.exactly = append(c.exactly, eo)
+		}
+	}
 	return c, nil
 }
 

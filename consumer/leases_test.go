@@ -148,7 +148,7 @@ func (t *memLeaseTable) Renew(_ context.Context, held checkpoint.Lease) (checkpo
 	return t.fenced(held.ShardID, t.me, held.Counter, func(*checkpoint.Lease) error { return nil })
 }
 
-func (t *memLeaseTable) Checkpoint(_ context.Context, held checkpoint.Lease, pos record.Position, shardEnd bool) (checkpoint.Lease, error) {
+func (t *memLeaseTable) CheckpointDelivered(_ context.Context, held checkpoint.Lease, pos record.Position, shardEnd bool, delivered map[string]record.Position) (checkpoint.Lease, error) {
 	return t.fenced(held.ShardID, t.me, held.Counter, func(l *checkpoint.Lease) error {
 		switch {
 		case l.ShardEnd:
@@ -159,6 +159,13 @@ func (t *memLeaseTable) Checkpoint(_ context.Context, held checkpoint.Lease, pos
 			return checkpoint.ErrCheckpointRefused
 		default:
 			l.Checkpoint = pos
+		}
+		if len(delivered) > 0 {
+			l.Delivered = maps.Clone(l.Delivered)
+			if l.Delivered == nil {
+				l.Delivered = map[string]record.Position{}
+			}
+			maps.Copy(l.Delivered, delivered)
 		}
 		l.OwnerSwitchesSinceCheckpoint = 0
 		return nil

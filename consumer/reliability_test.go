@@ -322,11 +322,11 @@ func (d *downTable) Renew(ctx context.Context, held checkpoint.Lease) (checkpoin
 	return d.LeaseTable.Renew(ctx, held)
 }
 
-func (d *downTable) Checkpoint(ctx context.Context, held checkpoint.Lease, pos record.Position, shardEnd bool) (checkpoint.Lease, error) {
+func (d *downTable) CheckpointDelivered(ctx context.Context, held checkpoint.Lease, pos record.Position, shardEnd bool, delivered map[string]record.Position) (checkpoint.Lease, error) {
 	if err := d.err(ctx); err != nil {
 		return checkpoint.Lease{}, err
 	}
-	return d.LeaseTable.Checkpoint(ctx, held, pos, shardEnd)
+	return d.LeaseTable.CheckpointDelivered(ctx, held, pos, shardEnd, delivered)
 }
 
 func (d *downTable) Release(ctx context.Context, held checkpoint.Lease) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/record"
+	"github.com/shardhose/shardhose/sinks"
 )
 
 // errLeaseGone is returned by heldLease once the lease was released or found lost, and wrapped
@@ -129,25 +130,62 @@ func (h *heldLease) renew(ctx context.Context, t LeaseTable) (claim string, err 
 	return l.ClaimRequest, nil
 }
 
-// checkpoint writes pos (or SHARD_END) if it is past what the row holds.
-func (h *heldLease) checkpoint(ctx context.Context, t LeaseTable, pos record.Position, shardEnd bool) (bool, error) {
+// checkpoint writes pos (or SHARD_END) if it is past what the row holds, with the delivered
+// positions of the exactly-once sinks; positions that moved alone are written too, with the
+// checkpoint the row holds, once there is one.
+func (h *heldLease) checkpoint(ctx context.Context, t LeaseTable, pos record.Position, shardEnd bool, delivered map[string]record.Position) (bool, error) {
 	if err := h.lockWrites(ctx); err != nil {
 		return false, err
 	}
 	defer h.unlockWrites()
 	h.mu.Lock()
-	gone, cur := h.gone, h.lease.Checkpoint
+	gone, cur, was := h.gone, h.lease.Checkpoint, h.lease.Delivered
 	h.mu.Unlock()
 	if gone {
 		return false, errLeaseGone
 	}
 	if !shardEnd && (pos.IsZero() || pos.Compare(cur) <= 0) {
-		return false, nil
+		if cur.IsZero() || !movedOn(was, delivered) {
+			return false, nil
+		}
+		pos = cur
 	}
 	_, err := h.write(ctx, true, func(ctx context.Context, held checkpoint.Lease) (checkpoint.Lease, error) {
-		return t.Checkpoint(ctx, held, pos, shardEnd)
+		return t.CheckpointDelivered(ctx, held, pos, shardEnd, delivered)
 	})
 	return err == nil, err
+}
+
+// movedOn reports whether a position in now differs from the one in was.
+func movedOn(was, now map[string]record.Position) bool {
+	for name, p := range now {
+		if was[name] != p {
+			return true
+		}
+	}
+	return false
+}
+
+// leaseState is the lease as an exactly-once sink sees it (sinks.ShardLease): lost once the worker
+// stopped or a write found it taken, uncertain while it is not trusted (see trusted).
+func (w *shardWorker) leaseState() sinks.LeaseState {
+	w.stateMu.Lock()
+	finished := w.finished
+	w.stateMu.Unlock()
+	if finished {
+		return sinks.LeaseLost
+	}
+	h := w.lease
+	h.mu.Lock()
+	gone := h.gone
+	h.mu.Unlock()
+	if gone {
+		return sinks.LeaseLost
+	}
+	if h.trusted(w.c.opts.Leases.LeaseDuration) != nil {
+		return sinks.LeaseUncertain
+	}
+	return sinks.LeaseHeld
 }
 
 func (h *heldLease) release(ctx context.Context, t LeaseTable) error {
@@ -235,6 +273,16 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 				start.timestamp = time.Unix(0, int64(ts*float64(time.Second)))
 			}
 		}
+	}
+	for _, eo := range c.exactly {
+		from, ok := l.Delivered[eo.Name()]
+		switch {
+		case !ok:
+			from = l.Checkpoint
+		case from == beforeFirst:
+			from = record.Position{}
+		}
+		eo.OpenShard(l.ShardID, from, w.leaseState)
 	}
 	c.mu.Lock()
 	c.workers[l.ShardID] = w
@@ -381,7 +429,9 @@ func (w *shardWorker) checkpointLoop() {
 
 func (w *shardWorker) writeCheckpoint(ctx context.Context) {
 	pos := w.tracker.safePosition()
-	wrote, err := w.lease.checkpoint(ctx, w.c.opts.Table, pos, false)
+	// Read after the safe position: every record the sinks acknowledged up to pos is in an
+	// object by then, so each delivered position is at or past every delivered record up to pos.
+	wrote, err := w.lease.checkpoint(ctx, w.c.opts.Table, pos, false, w.delivered())
 	switch {
 	case errors.Is(err, checkpoint.ErrLeaseLost):
 		w.c.log.Warn("checkpoint refused: the lease is held by another worker now; stopping the shard", "shard", w.shardID)
@@ -400,6 +450,31 @@ func (w *shardWorker) writeCheckpoint(ctx context.Context) {
 	}
 }
 
+// beforeFirst stands in the lease row for the zero Position (before the shard's first record),
+// which is not a sequence number.
+var beforeFirst = record.Position{SequenceNumber: "0"}
+
+// delivered returns the position up to which each exactly-once sink holds the shard; nil when
+// there are no such sinks. A sink that holds nothing of the shard yet has its run's start
+// recorded all the same (beforeFirst for the zero Position): the checkpoint can move past records
+// that never reach the sink (filtered, dead-lettered), and the next owner must start its run
+// where this one did, not at the checkpoint, to find the objects this run may still write.
+func (w *shardWorker) delivered() map[string]record.Position {
+	if len(w.c.exactly) == 0 {
+		return nil
+	}
+	m := make(map[string]record.Position, len(w.c.exactly))
+	for _, eo := range w.c.exactly {
+		if p, ok := eo.Delivered(w.shardID); ok {
+			if p.IsZero() {
+				p = beforeFirst
+			}
+			m[eo.Name()] = p
+		}
+	}
+	return m
+}
+
 // finishShardEnd runs when the reader reached the end of a closed shard: once every record is
 // delivered, write SHARD_END (which lets the children start) and release the lease.
 func (w *shardWorker) finishShardEnd() {
@@ -415,7 +490,7 @@ func (w *shardWorker) finishShardEnd() {
 		return // abandoned or stopping: the next owner reads the rest again
 	}
 	w.writeCheckpoint(w.ctx)
-	if _, err := w.lease.checkpoint(w.ctx, w.c.opts.Table, record.Position{}, true); err != nil {
+	if _, err := w.lease.checkpoint(w.ctx, w.c.opts.Table, record.Position{}, true, nil); err != nil {
 		if !errors.Is(err, errLeaseGone) {
 			w.c.log.Warn("writing SHARD_END failed; the shard will be read again to its end", "shard", w.shardID, "error", err)
 		}

@@ -3,6 +3,8 @@
 package record
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -70,6 +72,24 @@ func (p Position) String() string {
 		return p.SequenceNumber
 	}
 	return p.SequenceNumber + "." + itoa(p.SubSequenceNumber)
+}
+
+// ParsePosition reads a position as String writes it: "seq" or "seq.sub", the sequence number
+// in decimal digits.
+func ParsePosition(s string) (Position, error) {
+	seq, sub, dotted := strings.Cut(s, ".")
+	if seq == "" || len(seq) > 128 || strings.Trim(seq, "0123456789") != "" {
+		return Position{}, fmt.Errorf("%q is not a position (a sequence number, optionally followed by . and a sub-sequence number)", s)
+	}
+	p := Position{SequenceNumber: seq}
+	if dotted {
+		n, err := strconv.ParseInt(sub, 10, 64)
+		if err != nil || n < 0 {
+			return Position{}, fmt.Errorf("%q is not a position: the sub-sequence number after the dot must be a non-negative integer", s)
+		}
+		p.SubSequenceNumber = n
+	}
+	return p, nil
 }
 
 // CompareSequenceNumbers compares two Kinesis sequence numbers (decimal strings without sign or

@@ -45,3 +45,49 @@ type Sink interface {
 	// Close flushes like Flush, then stops the sink's goroutines. After Close, Write returns ErrClosed.
 	Close(ctx context.Context) error
 }
+
+// LeaseState is what the lease of a shard looks like to the worker reading it, as an
+// exactly-once sink asks before each write of that shard's records.
+type LeaseState int
+
+const (
+	// LeaseHeld: the worker holds the lease and has extended it within a lease duration.
+	LeaseHeld LeaseState = iota
+	// LeaseUncertain: the lease was not extended for a lease duration (the lease table is slow
+	// or unreachable); another worker may hold it. Wait and ask again.
+	LeaseUncertain
+	// LeaseLost: the lease was lost, released or given up. Nothing more may be written for this
+	// run of the shard; its unwritten records stay unacknowledged and are read again by the
+	// lease's next owner.
+	LeaseLost
+)
+
+// ShardLease reports the state of one lease, at the moment it is called. It must be cheap and
+// safe to call from any goroutine.
+type ShardLease func() LeaseState
+
+// ExactlyOnce is implemented by a sink that can deliver each shard's records exactly once
+// (sinks/s3 with delivery: exactly_once). Such a sink keeps, per shard, the position up to which
+// the shard's records are in its destination; the consumer stores that position in the lease row
+// with each checkpoint and hands it back to whoever takes the lease next, so that a new owner
+// neither writes again what is delivered nor leaves a gap.
+//
+// Contract:
+//   - OpenShard is called when this worker takes a shard's lease, before any of the lease's
+//     records are written: from is the position the lease row holds for this sink (else the
+//     row's checkpoint, else the zero Position). It starts a new run of the shard that replaces
+//     any earlier run in this process; lease fences that run: the sink writes nothing for it
+//     unless lease reports LeaseHeld, and gives the run up once it reports LeaseLost.
+//   - Records of a shard with no open run are delivered at least once, as by any sink.
+//   - Delivered returns the position up to which the records of the shard's current run are in
+//     the destination (from, until something more is), and is never before any record the
+//     sink has acknowledged. It is monotonic within a run.
+//   - A shard's records must reach Write in shard order (one pipeline lane per shard).
+type ExactlyOnce interface {
+	Sink
+	// ExactlyOnce reports whether the sink is configured for exactly-once delivery; when false,
+	// OpenShard does nothing and the sink delivers at least once.
+	ExactlyOnce() bool
+	OpenShard(shardID string, from record.Position, lease ShardLease)
+	Delivered(shardID string) (record.Position, bool)
+}

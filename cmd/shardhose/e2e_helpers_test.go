@@ -57,9 +57,18 @@ type e2eStack struct {
 	stream string
 	bucket string
 	table  string
+	// kinesisEndpoint is where the stream is: kinesis-local or kinesalite.
+	kinesisEndpoint string
 }
 
 func newE2EStack(t *testing.T, shards int) *e2eStack {
+	t.Helper()
+	return newE2EStackOn(t, shards, false)
+}
+
+// newE2EStackOn is newE2EStack with the stream on kinesalite (fast puts, for volume; no
+// resharding) when kinesalite is true, else on kinesis-local.
+func newE2EStackOn(t *testing.T, shards int, kinesalite bool) *e2eStack {
 	t.Helper()
 	env := testenv.Require(t)
 	s := &e2eStack{
@@ -70,6 +79,10 @@ func newE2EStack(t *testing.T, shards int) *e2eStack {
 		stream: testenv.UniqueName(t, "e2e"),
 		bucket: testenv.UniqueName(t, "e2e"),
 		table:  testenv.UniqueName(t, "e2e-leases"),
+	}
+	s.kinesisEndpoint = env.Kinesis
+	if kinesalite {
+		s.kin, s.kinesisEndpoint = testenv.KinesaliteClient(t, env), env.Kinesalite
 	}
 	testenv.CreateStream(t, s.kin, s.stream, shards)
 	testenv.CreateBucket(t, s.s3, s.bucket)

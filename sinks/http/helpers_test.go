@@ -267,7 +267,7 @@ func newReceiver(t *testing.T, sig *signal) *receiver {
 	return r
 }
 
-var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+var uuidV8 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	t := r.t
@@ -305,7 +305,7 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 		t.Errorf("receiver: %s %s, want POST /ingest?token=q", req.Method, req.URL)
 	}
 	id := h.Get(HeaderRequestID)
-	if !uuidV4.MatchString(id) {
+	if !uuidV8.MatchString(id) {
 		t.Errorf("receiver: request id %q is not a UUID", id)
 	}
 	plain := raw

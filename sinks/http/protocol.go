@@ -2,8 +2,9 @@ package httpsink
 
 import (
 	"bytes"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,12 +140,33 @@ func checkResponse(body []byte, id string) error {
 	return nil
 }
 
-// newUUID returns a random (version 4) UUID: the request ids.
-func newUUID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:]) // crypto/rand.Read never returns an error
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
+// requestID is a request's id: a UUID (RFC 9562 version 8) made from the SHA-256 of the sink's
+// name and the stream, shard, sequence and sub-sequence number of every record, in order. The
+// same records sent by the same sink always get the same id, whichever worker sends them and
+// however often (a retry, or the same batch again after a restart), so an endpoint can drop a
+// request id it has already taken. A batch cut differently after a restart holds other records
+// and gets another id; an endpoint that must drop every repeated record can use the record
+// positions instead (they are not in Firehose's request body, but the S3 sink's exactly_once
+// delivery has them).
+func requestID(sink string, recs []record.Record) string {
+	h := sha256.New()
+	field := func(s string) {
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+		h.Write([]byte(s))
+	}
+	field(sink)
+	for i := range recs {
+		r := &recs[i]
+		field(r.StreamName)
+		field(r.ShardID)
+		field(r.SequenceNumber)
+		field(strconv.FormatInt(r.SubSequenceNumber, 10))
+	}
+	var u [sha256.Size]byte
+	h.Sum(u[:0])
+	u[6] = u[6]&0x0f | 0x80 // version 8: custom
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 

@@ -360,9 +360,10 @@ func splitOversize(recs []record.Record) (sendable, tooLarge []record.Record) {
 	return sendable, tooLarge
 }
 
-// newRequest builds the request for recs: a new id, and the body every attempt sends.
+// newRequest builds the request for recs: its id (requestID: the same for the same records), and
+// the body every attempt sends.
 func (s *Sink) newRequest(recs []record.Record) (*request, error) {
-	id := newUUID()
+	id := requestID(s.name, recs)
 	body := encodeBody(id, s.clock.Now(), recs)
 	req := &request{id: id, body: body, rawSize: len(body), records: recs}
 	if s.gzip {

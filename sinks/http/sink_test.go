@@ -130,10 +130,46 @@ func TestRequestIDStableAcrossRetries(t *testing.T) {
 	if e.hooks.failed != 2 || len(e.hooks.delivered) != 1 {
 		t.Errorf("hooks: %d failures, %d deliveries; want 2 and 1", e.hooks.failed, len(e.hooks.delivered))
 	}
-	// A new batch gets a new request id.
-	e.deliverAll(recordsOf(1))
+	// A batch of other records gets another request id.
+	other := recordsOf(4)[3:]
+	e.deliverAll(other)
 	if reqs := e.recv.requests(); reqs[3].header.Get(HeaderRequestID) == id {
-		t.Error("a new request reused the request id")
+		t.Error("a request of other records reused the request id")
+	}
+}
+
+// The request id is made from the sink and the records' positions: the same records get the
+// same id (so an endpoint can drop a batch sent again after a restart), other records, another
+// sink's or the records in another order, another id.
+func TestRequestIDIsDeterministic(t *testing.T) {
+	recs := recordsOf(5)
+	id := requestID("to-endpoint", recs)
+	if !uuidV8.MatchString(id) {
+		t.Fatalf("request id %q is not a version 8 UUID", id)
+	}
+	again := recordsOf(5)
+	for i := range again {
+		again[i].Data = []byte("other data: the id names positions, not contents")
+	}
+	if got := requestID("to-endpoint", again); got != id {
+		t.Errorf("the same records got %s, then %s", id, got)
+	}
+	swapped := recordsOf(5)
+	swapped[0], swapped[1] = swapped[1], swapped[0]
+	moved := recordsOf(5)
+	moved[4].SubSequenceNumber++
+	otherShard := recordsOf(5)
+	otherShard[2].ShardID = "shardId-000000000008"
+	for name, got := range map[string]string{
+		"another sink":          requestID("elsewhere", recs),
+		"fewer records":         requestID("to-endpoint", recs[:4]),
+		"another order":         requestID("to-endpoint", swapped),
+		"a sub-sequence number": requestID("to-endpoint", moved),
+		"another shard":         requestID("to-endpoint", otherShard),
+	} {
+		if got == id {
+			t.Errorf("%s: same request id %s", name, id)
+		}
 	}
 }
 
@@ -444,7 +480,7 @@ func TestBodyLimit(t *testing.T) {
 	for i := range recs {
 		recs[i].Data = data[:per+i%2]
 	}
-	if n := len(encodeBody(newUUID(), testStart, recs)); n > MaxBodyBytes {
+	if n := len(encodeBody(requestID("s", recs), testStart, recs)); n > MaxBodyBytes {
 		t.Errorf("body of %d bytes, over %d", n, MaxBodyBytes)
 	}
 	if maxRawBatchBytes < 47<<20 {

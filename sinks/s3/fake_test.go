@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/internal/clock"
@@ -41,12 +42,30 @@ type fakeS3 struct {
 	aborted       []string // upload ids
 	completed     []string // upload ids
 	createdChecks []string // ChecksumAlgorithm of each CreateMultipartUpload
+
+	failKey  func(key string) bool // when set, PUTs of keys it accepts fail
+	keyFails int                   // PUTs failed by failKey
+	refused  int                   // conditional writes refused (412)
+	heads    int                   // HeadObject calls
+}
+
+func (f *fakeS3) HeadObject(_ context.Context, in *awss3.HeadObjectInput, _ ...func(*awss3.Options)) (*awss3.HeadObjectOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.heads++
+	o, ok := f.objects[aws.ToString(in.Key)]
+	if !ok {
+		return nil, &smithy.GenericAPIError{Code: "NotFound", Message: "Not Found"}
+	}
+	return &awss3.HeadObjectOutput{Metadata: o.metadata, ContentLength: aws.Int64(int64(len(o.body)))}, nil
 }
 
 type storedObject struct {
 	body            []byte
 	contentType     string
 	contentEncoding string
+	metadata        map[string]string
+	versions        int // times the key was written
 }
 
 var errInjected = errors.New("injected failure")
@@ -85,7 +104,17 @@ func (f *fakeS3) PutObject(ctx context.Context, in *awss3.PutObjectInput, _ ...f
 	if in.ContentLength == nil || *in.ContentLength != int64(len(body)) {
 		return nil, errors.New("ContentLength does not match the body")
 	}
-	f.objects[aws.ToString(in.Key)] = storedObject{body: body, contentType: aws.ToString(in.ContentType), contentEncoding: aws.ToString(in.ContentEncoding)}
+	key := aws.ToString(in.Key)
+	if f.failKey != nil && f.failKey(key) {
+		f.keyFails++
+		return nil, errInjected
+	}
+	prev, exists := f.objects[key]
+	if exists && aws.ToString(in.IfNoneMatch) == "*" {
+		f.refused++
+		return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+	}
+	f.objects[key] = storedObject{body: body, contentType: aws.ToString(in.ContentType), contentEncoding: aws.ToString(in.ContentEncoding), metadata: in.Metadata, versions: prev.versions + 1}
 	close(f.changed)
 	f.changed = make(chan struct{})
 	return &awss3.PutObjectOutput{}, nil

@@ -33,14 +33,20 @@ type keyBuilder struct {
 // key values of its partition (nil without dynamic partitioning) and, for error objects, the
 // error output type.
 func (k keyBuilder) key(oldest time.Time, keys []string, errorOutputType string) string {
+	return k.keyWithID(oldest, keys, errorOutputType, k.random())
+}
+
+// keyWithID is key with id in place of the random part: exactly-once objects are named after
+// their shard and the position they start after, so that writing one again finds the same key.
+func (k keyBuilder) keyWithID(oldest time.Time, keys []string, errorOutputType, id string) string {
 	t := oldest.UTC()
-	b := make([]byte, 0, k.prefix.Len(keys, errorOutputType)+len(k.name)+64+len(k.ext))
+	b := make([]byte, 0, k.prefix.Len(keys, errorOutputType)+len(k.name)+len(id)+32+len(k.ext))
 	b = k.prefix.Append(b, prefix.Values{Time: t, Keys: keys, ErrorOutputType: errorOutputType})
 	b = append(b, k.name...)
 	b = append(b, "-1-"...)
 	b = t.AppendFormat(b, "2006-01-02-15-04-05")
 	b = append(b, '-')
-	b = append(b, k.random()...)
+	b = append(b, id...)
 	b = append(b, k.ext...)
 	return string(b)
 }

@@ -34,7 +34,9 @@ type Options struct {
 	// Config is the sink's section, with config.S3Defaults already applied.
 	Config config.S3Sink
 	// Client writes the objects. When it also implements MultipartAPI (as *awss3.Client does),
-	// objects of MultipartThreshold bytes or more are uploaded in parts.
+	// objects of MultipartThreshold bytes or more are uploaded in parts. With delivery:
+	// exactly_once it must also implement HeadObjectAPI (as *awss3.Client does): a conditional
+	// write that finds the object there reads what it holds.
 	Client PutObjectAPI
 	// Errors, when set, receives the error records (WriteErrors with folders
 	// "format-conversion-failed/" and "partitioning-failed/") instead of the sink's own error
@@ -92,6 +94,12 @@ type Options struct {
 // that error; records it had already buffered may still be delivered, but its done is never
 // called (the sinks.Sink contract).
 //
+// Exactly once (delivery: exactly_once; see exactly.go and docs/design.md): records of a shard
+// whose run the consumer opened (OpenShard) go to that run's own buffer, and its objects are
+// written one at a time, under keys made of the shard and the position they start after, only
+// if absent; records of other shards are buffered and written at least once, as above. A run
+// whose lease is lost writes nothing more; its unwritten objects are given up unacknowledged.
+//
 // All methods are safe for concurrent use.
 type Sink struct {
 	name          string
@@ -115,6 +123,8 @@ type Sink struct {
 	slots         chan struct{} // one token per concurrent upload
 	partThreshold int           // bodies this large go up in parts (MultipartThreshold)
 	partSize      int           // of multipartPartSize bytes
+	exactly       bool          // delivery: exactly_once
+	heads         HeadObjectAPI // reads an existing object's metadata (exactly once)
 
 	life     *lifetime
 	wg       sync.WaitGroup // upload and interval goroutines
@@ -131,6 +141,7 @@ type Sink struct {
 	changed   chan struct{}        // closed and replaced when a blocked Write may go on
 	closing   bool                 // Close has begun: Write returns ErrClosed
 	stopped   bool                 // goroutines stopped: nothing more will be written
+	chains    map[string]*chain    // shard id → its current run (exactly once)
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -139,6 +150,7 @@ var _ sinks.Sink = (*Sink)(nil)
 type bufKey struct {
 	errorOutputType string // "" for data
 	partition       string // partition id: the key values joined by NUL; "" without partitioning
+	chain           *chain // the shard run whose records the buffer holds (exactly once); else nil
 }
 
 // object is one buffer, first open (taking records), then sealed (being written).
@@ -155,6 +167,12 @@ type object struct {
 	timer   clock.Timer   // the interval timer; nil when interval is 0
 	sealed  chan struct{} // closed when the object stops taking records
 	due     bool          // in Sink.due
+	// Exactly once: prev is closed when the chain's previous object is finished (written or
+	// given up), and finished when this one is; nil otherwise. With dynamic partitioning,
+	// routes[i] is the partition of recs[i].
+	routes   []*routed
+	prev     <-chan struct{}
+	finished chan struct{}
 }
 
 func (o *object) isData() bool { return o.bk.errorOutputType == "" }
@@ -241,6 +259,7 @@ func New(opts Options) (*Sink, error) {
 	if cfg.Retry.MaxElapsed != 0 {
 		problems = append(problems, fmt.Errorf("retry.max_elapsed is %s: must be 0 for an s3 sink, which retries until the write succeeds (there is no backup destination to give failed objects to)", cfg.Retry.MaxElapsed))
 	}
+	heads, exactly := checkExactlyOnce(cfg, opts.Client, &problems)
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("s3 sink %q: %w", opts.Name, errors.Join(problems...))
 	}
@@ -275,12 +294,23 @@ func New(opts Options) (*Sink, error) {
 		active:        make(map[string]int),
 		pending:       make(map[*object]struct{}),
 		changed:       make(chan struct{}),
+		exactly:       exactly,
+		heads:         heads,
+		chains:        make(map[string]*chain),
 	}
 	if dp != nil {
 		s.memLimit = dp.BufferedMBs() << 20
 		s.maxActive = dp.ActivePartitions()
 	}
 	s.multipart, _ = opts.Client.(MultipartAPI)
+	if exactly {
+		// Every shard has a buffer of its own: let them hold what dynamic partitioning's
+		// default allows, so that shards do not cut each other's objects short.
+		s.memLimit = max(s.limit, config.DefaultMaxBufferedMBs<<20)
+		// A multipart upload has no conditional create here: one PutObject per object
+		// (S3 takes up to 5 GiB so; buffers are at most 128 MiB).
+		s.multipart = nil
+	}
 	if s.clock == nil {
 		s.clock = clock.Real()
 	}
@@ -381,7 +411,7 @@ func (s *Sink) addLocked(ctx context.Context, t **ticket, r *record.Record, rt *
 			}
 			continue
 		}
-		bk, fail := s.bufferOfLocked(rt)
+		bk, fail := s.bufferOfLocked(r, rt)
 		n := s.recordSize(r)
 		if fail != nil {
 			n = errorRecordSize(r.Data)
@@ -404,12 +434,23 @@ func (s *Sink) addLocked(ctx context.Context, t **ticket, r *record.Record, rt *
 // bufferOfLocked says which buffer a record goes to: its partition's, or the error buffer of
 // its failure. A record of a partition that is not active goes to the error output when
 // max_active_partitions are.
-func (s *Sink) bufferOfLocked(rt *routed) (bufKey, *failure) {
+func (s *Sink) bufferOfLocked(r *record.Record, rt *routed) (bufKey, *failure) {
 	if rt == nil {
+		if s.exactly {
+			// The shard's current run; a shard without one (records not read under a
+			// lease, such as a dead-letter replay) shares the at-least-once buffer.
+			return bufKey{chain: s.chains[r.ShardID]}, nil
+		}
 		return bufKey{}, nil
 	}
 	if rt.fail != nil {
 		return bufKey{errorOutputType: rt.fail.outputType}, rt.fail
+	}
+	if s.exactly {
+		if c := s.chains[r.ShardID]; c != nil {
+			// One buffer per run; its records are split by partition when it is written.
+			return bufKey{chain: c}, nil
+		}
 	}
 	if s.active[rt.id] == 0 && len(s.active) >= s.maxActive {
 		f := partitioningFailure(ErrorCodeActivePartitionExceeded,
@@ -489,6 +530,9 @@ func (s *Sink) appendLocked(bk bufKey, r *record.Record, rt *routed, fail *failu
 		o.errs = append(o.errs, errorRecord(r, fail, now))
 	} else {
 		o.recs = append(o.recs, r)
+		if bk.chain != nil && rt != nil {
+			o.routes = append(o.routes, rt)
+		}
 	}
 	o.records++
 	o.size += n
@@ -512,7 +556,7 @@ func (s *Sink) appendLocked(bk bufKey, r *record.Record, rt *routed, fail *failu
 // openLocked opens buffer bk and, with an interval, starts its timer.
 func (s *Sink) openLocked(bk bufKey, rt *routed) *object {
 	o := &object{bk: bk, sealed: make(chan struct{})}
-	if rt != nil && bk.errorOutputType == "" {
+	if rt != nil && bk.errorOutputType == "" && bk.chain == nil {
 		o.keys = rt.keys
 		s.active[bk.partition]++
 	}
@@ -576,6 +620,10 @@ func (s *Sink) sealLocked(o *object) {
 		o.timer.Stop()
 	}
 	close(o.sealed)
+	if c := o.bk.chain; c != nil {
+		o.prev, o.finished = c.tail, make(chan struct{})
+		c.tail = o.finished
+	}
 	s.uploads++
 	s.pending[o] = struct{}{}
 	s.wg.Add(1)
@@ -587,6 +635,12 @@ func (s *Sink) sealLocked(o *object) {
 func (s *Sink) upload(o *object) {
 	defer s.wg.Done()
 	ctx := s.life
+	if o.finished != nil {
+		defer close(o.finished)
+		if !s.awaitPrevious(ctx, o) {
+			return
+		}
+	}
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -594,12 +648,19 @@ func (s *Sink) upload(o *object) {
 		return
 	}
 	var err error
-	if o.isData() {
+	switch {
+	case o.bk.chain != nil:
+		err = s.deliverChain(ctx, o)
+	case o.isData():
 		err = s.deliver(ctx, o)
-	} else {
+	default:
 		err = s.errs.WriteErrors(ctx, o.bk.errorOutputType+"/", o.errs)
 	}
 	<-s.slots
+	if errors.Is(err, errRunEnded) {
+		s.giveUp(o)
+		return
+	}
 	if err != nil {
 		s.abandon(o, err)
 		return
@@ -675,7 +736,7 @@ func (s *Sink) abandon(o *object, err error) {
 // partition's activity. Buffers waiting for a slot are sealed.
 func (s *Sink) releaseLocked(o *object) {
 	s.uploads--
-	if o.isData() && s.parts != nil {
+	if o.isData() && s.parts != nil && o.bk.chain == nil { // a run's buffer holds no partition
 		if s.active[o.bk.partition]--; s.active[o.bk.partition] <= 0 {
 			delete(s.active, o.bk.partition)
 		}

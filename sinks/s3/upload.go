@@ -46,17 +46,20 @@ func (s *Sink) put(ctx context.Context, key string, body []byte) error {
 	if s.multipart != nil && len(body) >= s.partThreshold {
 		return s.putMultipart(ctx, key, body)
 	}
-	_, err := s.client.PutObject(ctx, &awss3.PutObjectInput{
-		Bucket:        aws.String(s.bucket),
-		Key:           aws.String(key),
-		Body:          bytes.NewReader(body),
-		ContentLength: aws.Int64(int64(len(body))),
-		ContentType:   aws.String(contentType),
-	})
-	if err != nil {
+	if err := s.putOne(ctx, &awss3.PutObjectInput{Key: aws.String(key)}, body); err != nil {
 		return fmt.Errorf("put object %s: %w", key, err)
 	}
 	return nil
+}
+
+// putOne sends one PutObject of body with in's key and conditions, in the sink's bucket.
+func (s *Sink) putOne(ctx context.Context, in *awss3.PutObjectInput, body []byte) error {
+	in.Bucket = aws.String(s.bucket)
+	in.Body = bytes.NewReader(body)
+	in.ContentLength = aws.Int64(int64(len(body)))
+	in.ContentType = aws.String(contentType)
+	_, err := s.client.PutObject(ctx, in)
+	return err
 }
 
 func (s *Sink) putMultipart(ctx context.Context, key string, body []byte) error {
