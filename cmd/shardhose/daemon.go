@@ -18,9 +18,11 @@ import (
 	"github.com/shardhose/shardhose/checkpoint"
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/consumer"
+	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/awsclient"
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/internal/logging"
+	"github.com/shardhose/shardhose/internal/sdnotify"
 )
 
 // startupTimeout bounds the start-up checks (stream, lease table, buckets), so an unreachable
@@ -96,6 +98,11 @@ func runDaemon(args []string) (int, error) {
 	kin := awsclient.Kinesis(awsCfg, cfg.AWS)
 	ddb := awsclient.DynamoDB(awsCfg, cfg.AWS)
 
+	notifier, err := sdnotify.New(log, cfg.Leases.RenewInterval)
+	if err != nil {
+		return exitConfig, err
+	}
+
 	clk := clock.Real()
 	rt, err := build(startCtx, cfg, awsCfg, log, clk)
 	if err != nil {
@@ -118,6 +125,7 @@ func runDaemon(args []string) (int, error) {
 		StallTimeout: cfg.Leases.StallTimeout,
 		Clock:        clk,
 		Logger:       log,
+		Hooks:        hooks.Set{notifier},
 	})
 	if err != nil {
 		closeBuilt()
@@ -133,6 +141,8 @@ func runDaemon(args []string) (int, error) {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(signals)
 
+	// Start-up checks passed: systemd may now consider the unit started (Type=notify).
+	notifier.Ready()
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(hardCtx) }()
 
@@ -146,6 +156,7 @@ func runDaemon(args []string) (int, error) {
 		return exitRuntime, fmt.Errorf("consumer stopped: %w", err)
 	case sig := <-signals:
 		log.Info("stopping: draining before exit (a second signal exits at once)", "signal", sig.String(), "drain_timeout", cfg.Shutdown.DrainTimeout)
+		notifier.Stopping(cfg.Shutdown.DrainTimeout)
 	}
 
 	go func() {

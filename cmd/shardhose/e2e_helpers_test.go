@@ -157,8 +157,17 @@ func (l *lockedBuffer) String() string {
 
 func startDaemon(t *testing.T, cfgPath, workerID string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, cfgPath, workerID, nil)
+}
+
+// startDaemonEnv is startDaemon with extra environment variables (NAME=value) for the process.
+func startDaemonEnv(t *testing.T, cfgPath, workerID string, env []string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, logs: &lockedBuffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(binPath, "run", "-c", cfgPath, "--worker-id", workerID)
+	if env != nil {
+		d.cmd.Env = append(os.Environ(), env...)
+	}
 	d.cmd.Stdout = d.logs
 	d.cmd.Stderr = d.logs
 	if err := d.cmd.Start(); err != nil {
