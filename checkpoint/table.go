@@ -65,6 +65,8 @@ type Options struct {
 	Clock clock.Clock
 	// Logger receives lease changes at debug level and table creation at info; nil means slog.Default().
 	Logger *slog.Logger
+	// NoCreate makes Ensure report a missing table (ErrTableNotFound) instead of creating it.
+	NoCreate bool
 }
 
 // Table is a worker's handle on the lease table.
@@ -90,6 +92,7 @@ type Table struct {
 	leaseDuration time.Duration
 	clock         clock.Clock
 	log           *slog.Logger
+	noCreate      bool
 	endpoint      string // for error messages
 }
 
@@ -104,6 +107,7 @@ func NewTable(client DynamoDBAPI, tableName, workerID string, opts Options) *Tab
 		leaseDuration: opts.LeaseDuration,
 		clock:         opts.Clock,
 		log:           opts.Logger,
+		noCreate:      opts.NoCreate,
 	}
 	if t.leaseDuration <= 0 {
 		t.leaseDuration = DefaultLeaseDuration
@@ -183,6 +187,8 @@ func (t *Table) Ensure(ctx context.Context) error {
 		if out.Table.TableStatus == types.TableStatusActive {
 			return nil
 		}
+	case errors.As(err, &notFound) && t.noCreate:
+		return fmt.Errorf("%w (leases.create_table is false: create it, or allow shardhose to)", ErrTableNotFound)
 	case errors.As(err, &notFound):
 		if err := t.create(ctx); err != nil {
 			return err

@@ -89,6 +89,10 @@ type Leases struct {
 	// StallTimeout reports a shard that holds undelivered records without progress for this long,
 	// writes its checkpoint, releases its lease and reads it again; 0 turns the check off.
 	StallTimeout time.Duration `koanf:"stall_timeout"`
+	// CreateTable lets the daemon create the table (on-demand capacity) when it does not exist.
+	// Turn it off when the table is provisioned elsewhere (CloudFormation, Terraform): the
+	// daemon then needs no dynamodb:CreateTable permission and a missing table is a start-up error.
+	CreateTable bool `koanf:"create_table"`
 }
 
 // Batching follows Lambda's event source mapping: how records are grouped before they are handed on.
@@ -271,6 +275,7 @@ func Defaults() Config {
 			ShardSyncInterval:  10 * time.Second,
 			CheckpointInterval: time.Second,
 			StallTimeout:       30 * time.Minute,
+			CreateTable:        true,
 		},
 		Batching: Batching{
 			BatchSize:                      100,

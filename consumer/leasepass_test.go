@@ -46,8 +46,8 @@ func (p *passRecorder) last() []string {
 // lease loop.
 type wedgeableTable struct {
 	LeaseTable
-	mu      sync.Mutex
-	wedged  chan struct{} // non-nil: Renew blocks until it is closed
+	mu     sync.Mutex
+	wedged chan struct{} // non-nil: Renew blocks until it is closed
 }
 
 func (w *wedgeableTable) wedge() {

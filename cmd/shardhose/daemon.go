@@ -111,7 +111,7 @@ func runDaemon(args []string) (int, error) {
 	closeBuilt := func() { rt.closeSinks(hardCtx) }
 
 	table := checkpoint.NewTable(ddb, cfg.Leases.Table, cfg.Leases.WorkerID, checkpoint.Options{
-		LeaseDuration: cfg.Leases.LeaseDuration, Clock: clk, Logger: log,
+		LeaseDuration: cfg.Leases.LeaseDuration, Clock: clk, Logger: log, NoCreate: !cfg.Leases.CreateTable,
 	})
 	c, err := consumer.New(consumer.Options{
 		WorkerID:     cfg.Leases.WorkerID,

@@ -9,6 +9,7 @@
 //	shardhose loadtest -c FILE   send template records and check every one reached the sinks
 //	shardhose leases   -c FILE   list the lease table
 //	shardhose dlq inspect|replay  read dead letters, send their records back into a stream
+//	shardhose iam-policy -c FILE  print the least-privilege IAM policy for the configuration
 //	shardhose version            print the version
 //
 // Exit codes: 0 success; 1 bad configuration or a start-up check failed (do not restart until it
@@ -52,7 +53,9 @@ Usage:
   shardhose dlq inspect -c FILE        print dead letters readably (decoded records, why, when, where)
   shardhose dlq replay  -c FILE --to-stream NAME | --to-sinks [--dry-run]
                                        send dead letters' records back into a stream
-  shardhose version                    print the version
+  shardhose iam-policy -c FILE [--account ID]
+                                       print the least-privilege IAM policy for this configuration
+  shardhose version                    print the version, commit and Go version
 
 Run 'shardhose COMMAND --help' for a command's flags.
 Exit codes: 0 ok, 1 bad config or start-up check failed, 2 runtime failure,
@@ -79,6 +82,8 @@ func run(args []string) int {
 		code, err = runLeases(args[1:])
 	case "dlq":
 		code, err = runDLQ(args[1:])
+	case "iam-policy":
+		code, err = runIAMPolicy(args[1:])
 	case "version", "--version", "-v":
 		fmt.Println("shardhose", version())
 		return exitOK

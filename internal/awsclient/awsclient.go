@@ -134,6 +134,7 @@ func Load(ctx context.Context, cfg config.AWS) (aws.Config, error) {
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS SDK configuration: %w", err)
 	}
+	addCallLog(&awsCfg.APIOptions)
 	return awsCfg, nil
 }
 
