@@ -22,13 +22,19 @@ SHELL := bash
 
 GO ?= go
 LOCAL := deploy/local
+# `shardhose version` prints these: the nearest tag (else a pseudo-version from the commit's time
+# and hash, as Go writes them), and the commit.
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+VERSION ?= $(shell git describe --tags --dirty 2>/dev/null || \
+	echo "v0.0.0-$$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S 2>/dev/null || echo 00000000000000)-$(COMMIT)")
+LDFLAGS := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 TEST_TIMEOUT ?= 30m
 GOTESTFLAGS ?=
 
 .PHONY: build local-up local-down local-status test test-unit demo demo-load bench clean
 
 build:
-	$(GO) build -o bin/shardhose ./cmd/shardhose
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/shardhose ./cmd/shardhose
 
 local-up:
 	$(LOCAL)/up.sh

@@ -63,6 +63,17 @@ var flagKeys = map[string]string{
 func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("stream-name", "", "Kinesis stream to consume (stream.name)")
 	fs.String("worker-id", "", "this worker's name in the lease table (leases.worker_id; default hostname-pid)")
+	registerClientFlags(fs)
+}
+
+// RegisterProducerFlags defines the flags of RegisterFlags that concern a command sending to the
+// stream rather than consuming it: all but --worker-id.
+func RegisterProducerFlags(fs *pflag.FlagSet) {
+	fs.String("stream-name", "", "Kinesis stream to send to (stream.name)")
+	registerClientFlags(fs)
+}
+
+func registerClientFlags(fs *pflag.FlagSet) {
 	fs.String("log-level", "", "log level: debug, info, warn or error (log.level)")
 	fs.String("log-format", "", "log format: auto, json or text (log.format)")
 	fs.String("aws-endpoint", "", "one endpoint URL for every AWS service, e.g. an emulator (aws.endpoint)")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -34,7 +35,11 @@ const startupTimeout = 20 * time.Second
 func loadConfig(name string, args []string, extra func(fs *pflag.FlagSet)) (config.Config, *pflag.FlagSet, error) {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	path := fs.StringP("config", "c", os.Getenv("SHARDHOSE_CONFIG"), "config file (YAML); also SHARDHOSE_CONFIG")
-	config.RegisterFlags(fs)
+	if name == "produce" {
+		config.RegisterProducerFlags(fs) // it sends to the stream: no worker id
+	} else {
+		config.RegisterFlags(fs)
+	}
 	if extra != nil {
 		extra(fs)
 	}
@@ -48,12 +53,14 @@ func loadConfig(name string, args []string, extra func(fs *pflag.FlagSet)) (conf
 		return config.Config{}, fs, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	cfg, err := config.Load(config.LoadOptions{Path: *path, Flags: fs})
-	if err != nil {
-		where := *path
-		if where == "" {
-			where = "configuration"
-		}
-		return cfg, fs, fmt.Errorf("%s is not valid:\n%w", where, err)
+	switch {
+	case err == nil:
+	case errors.Is(err, iofs.ErrNotExist):
+		return cfg, fs, fmt.Errorf("%s: no such file", *path)
+	case *path == "":
+		return cfg, fs, fmt.Errorf("configuration is not valid (no file given: use -c FILE, or SHARDHOSE_CONFIG):\n%w", err)
+	default:
+		return cfg, fs, fmt.Errorf("%s is not valid:\n%w", *path, err)
 	}
 	return cfg, fs, nil
 }

@@ -49,8 +49,17 @@ func runDLQ(args []string) (int, error) {
 
 // dlqMain is runDLQ writing its report to out.
 func dlqMain(ctx context.Context, args []string, out io.Writer) (int, error) {
+	code, err := dlqCommand(ctx, args, out)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return code, commandUsageError{ue, dlqUsage}
+	}
+	return code, err
+}
+
+func dlqCommand(ctx context.Context, args []string, out io.Writer) (int, error) {
 	if len(args) == 0 {
-		return exitConfig, usageError{"dlq: name a subcommand: inspect or replay\n\n" + dlqUsage}
+		return exitConfig, usageError{"dlq: name a subcommand: inspect or replay"}
 	}
 	switch args[0] {
 	case "inspect":
@@ -61,7 +70,7 @@ func dlqMain(ctx context.Context, args []string, out io.Writer) (int, error) {
 		fmt.Fprint(out, dlqUsage)
 		return exitOK, nil
 	}
-	return exitConfig, usageError{fmt.Sprintf("dlq: unknown subcommand %q: use inspect or replay\n\n%s", args[0], dlqUsage)}
+	return exitConfig, usageError{fmt.Sprintf("dlq: unknown subcommand %q: use inspect or replay", args[0])}
 }
 
 // dlqFlags are the flags both subcommands share: where to read dead letters from.

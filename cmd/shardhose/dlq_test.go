@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -159,6 +160,11 @@ func TestDLQUsageErrors(t *testing.T) {
 		_, code, err := runDLQCommand(t, tc.args...)
 		if code != exitConfig || err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("dlq %v: exit %d, error %v; want exit 1 saying %q", tc.args, code, err, tc.want)
+		}
+		// The usage printed with the error is dlq's own, not the top-level one.
+		var ce commandUsageError
+		if !errors.As(err, &ce) || ce.usage != dlqUsage {
+			t.Errorf("dlq %v: error %T does not carry the dlq usage", tc.args, err)
 		}
 	}
 }

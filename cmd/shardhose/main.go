@@ -37,6 +37,13 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// commandUsageError is a usage error of a command with its own usage text (dlq), which is
+// printed instead of the top-level one.
+type commandUsageError struct {
+	usageError
+	usage string
+}
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
@@ -85,7 +92,7 @@ func run(args []string) int {
 	case "iam-policy":
 		code, err = runIAMPolicy(args[1:])
 	case "version", "--version", "-v":
-		fmt.Println("shardhose", version())
+		fmt.Println(currentBuild())
 		return exitOK
 	case "help", "--help", "-h":
 		fmt.Print(usage)
@@ -94,6 +101,11 @@ func run(args []string) int {
 		err = usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
 	if err != nil {
+		var ce commandUsageError
+		if errors.As(err, &ce) {
+			fmt.Fprintf(os.Stderr, "shardhose: %v\n\n%s", err, ce.usage)
+			return exitConfig
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(os.Stderr, "shardhose: %v\n\n%s", err, usage)
