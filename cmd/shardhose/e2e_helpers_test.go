@@ -224,6 +224,26 @@ func (d *daemon) handedToSinks() int {
 	return n
 }
 
+// waitCheckpointed waits until each shard's checkpoint is at the sequence number want gives it,
+// failing at once if the daemon exits meanwhile.
+func (s *e2eStack) waitCheckpointed(t *testing.T, d *daemon, want map[string]string, within time.Duration) {
+	t.Helper()
+	waitFor(t, within, "every shard checkpointed at its last record", func() (bool, string) {
+		select {
+		case <-d.exited:
+			t.Fatalf("shardhose exited with %d:\n%s", d.code, tail(d.logs.String(), 20))
+		default:
+		}
+		got := s.leases(t)
+		for shard, seq := range want {
+			if got[shard].Checkpoint.SequenceNumber != seq {
+				return false, shard + " at " + got[shard].Checkpoint.String()
+			}
+		}
+		return true, ""
+	})
+}
+
 // waitFor polls cond every 100 ms until it holds or the deadline passes; status describes the
 // state for the failure message.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {

@@ -102,20 +102,7 @@ shutdown:
 
 	callLog := filepath.Join(t.TempDir(), "calls.txt")
 	d := startDaemonEnv(t, cfg, "worker-iam", []string{awsclient.CallLogEnv + "=" + callLog})
-	waitFor(t, 90*time.Second, "every shard checkpointed at its last record", func() (bool, string) {
-		select {
-		case <-d.exited:
-			t.Fatalf("shardhose exited with %d:\n%s", d.code, tail(d.logs.String(), 20))
-		default:
-		}
-		got := s.leases(t)
-		for shard, seq := range want {
-			if got[shard].Checkpoint.SequenceNumber != seq {
-				return false, shard + " at " + got[shard].Checkpoint.String()
-			}
-		}
-		return true, ""
-	})
+	s.waitCheckpointed(t, d, want, 90*time.Second)
 	q.receiveAll(t, 1, 30*time.Second)
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -47,20 +47,7 @@ func TestLocalStackConfigThroughOneEdgeEndpoint(t *testing.T) {
 		"SHARDHOSE_PROCESSING__RETRY__MAX_BACKOFF=200ms",
 		"SHARDHOSE_LOG__FORMAT=json",
 	})
-	waitFor(t, 90*time.Second, "every shard checkpointed at its last record", func() (bool, string) {
-		select {
-		case <-d.exited:
-			t.Fatalf("shardhose exited with %d:\n%s", d.code, tail(d.logs.String(), 20))
-		default:
-		}
-		got := s.leases(t)
-		for shard, seq := range want {
-			if got[shard].Checkpoint.SequenceNumber != seq {
-				return false, shard + " at " + got[shard].Checkpoint.String()
-			}
-		}
-		return true, ""
-	})
+	s.waitCheckpointed(t, d, want, 90*time.Second)
 	msgs := q.receiveAll(t, 1, 30*time.Second)
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
