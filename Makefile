@@ -1,6 +1,7 @@
 # shardhose: build, the local AWS stack, tests, demo and benchmarks.
 #
 #   make build       bin/shardhose
+#   make image       the container image shardhose:$(VERSION) (deploy/container/Dockerfile; docker or buildah)
 #   make local-up    start the local AWS stack (deploy/local/up.sh; idempotent)
 #   make local-down  stop it
 #   make local-status
@@ -31,10 +32,14 @@ LDFLAGS := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 TEST_TIMEOUT ?= 30m
 GOTESTFLAGS ?=
 
-.PHONY: build local-up local-down local-status test test-unit demo demo-load bench clean
+.PHONY: build image local-up local-down local-status test test-unit demo demo-load bench clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/shardhose ./cmd/shardhose
+
+image:
+	$$(command -v docker || command -v buildah) build -f deploy/container/Dockerfile \
+		--build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t shardhose:$(VERSION) .
 
 local-up:
 	$(LOCAL)/up.sh
