@@ -45,6 +45,9 @@ type LoadOptions struct {
 	// Flags is a parsed flag set, or nil. Only flags defined by RegisterFlags and changed by the
 	// user are applied; other flags in the set are ignored.
 	Flags *pflag.FlagSet
+	// WorkerID, when set, names this worker when no source sets leases.worker_id (the daemon
+	// asks the ECS task metadata); an empty result falls back to "<hostname>-<pid>".
+	WorkerID func() string
 }
 
 // flagKeys maps each flag RegisterFlags defines to the key it sets.
@@ -93,6 +96,9 @@ func Load(opts LoadOptions) (Config, error) {
 	cfg, problems, err := decode(opts)
 	if err != nil {
 		return cfg, err
+	}
+	if cfg.Leases.WorkerID == "" && opts.WorkerID != nil {
+		cfg.Leases.WorkerID = opts.WorkerID()
 	}
 	cfg.ApplyDerivedDefaults()
 	var verrs Errors

@@ -52,7 +52,11 @@ func loadConfig(name string, args []string, extra func(fs *pflag.FlagSet)) (conf
 	if fs.NArg() > 0 {
 		return config.Config{}, fs, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	cfg, err := config.Load(config.LoadOptions{Path: *path, Flags: fs})
+	opts := config.LoadOptions{Path: *path, Flags: fs}
+	if name == "run" {
+		opts.WorkerID = ecsTaskWorkerID // on ECS, the task id unless leases.worker_id is set
+	}
+	cfg, err := config.Load(opts)
 	switch {
 	case err == nil:
 	case errors.Is(err, iofs.ErrNotExist):
@@ -74,6 +78,9 @@ func runValidate(args []string) (int, error) {
 		return exitConfig, err
 	}
 	path, _ := fs.GetString("config")
+	if path == "" {
+		path = "configuration (defaults and environment)"
+	}
 	fmt.Printf("%s: valid (stream %s, %d sink(s), lease table %s)\n", path, cfg.Stream.StreamName(), len(cfg.Sinks), cfg.Leases.Table)
 	return exitOK, nil
 }
