@@ -227,8 +227,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				}
 				c.balance(ctx)
 			}
-			held := c.Held()
-			hooks.Each(c.opts.Hooks, func(h hooks.LeasePass) { h.OnLeasePass(held) })
+			hooks.Each(c.opts.Hooks, func(h hooks.LeasePass) { h.OnLeasePass() })
 			leaseTimer.Reset(c.opts.Leases.RenewInterval)
 
 		case <-c.eventReady:

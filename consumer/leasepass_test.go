@@ -12,18 +12,20 @@ import (
 	"github.com/shardhose/shardhose/hooks"
 )
 
-// passRecorder records the LeasePass hook.
+// passRecorder records the LeasePass hook with the shards held at each pass.
 type passRecorder struct {
+	c      *Consumer
 	mu     sync.Mutex
 	passes [][]string
 }
 
 var _ hooks.LeasePass = (*passRecorder)(nil)
 
-func (p *passRecorder) OnLeasePass(held []string) {
+func (p *passRecorder) OnLeasePass() {
+	held := slices.Sorted(slices.Values(p.c.Held()))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.passes = append(p.passes, slices.Sorted(slices.Values(held)))
+	p.passes = append(p.passes, held)
 }
 
 func (p *passRecorder) count() int {
@@ -88,7 +90,13 @@ func TestLeasePassIsReportedOncePerPassAndNotWhileTheLoopIsWedged(t *testing.T) 
 		table := &wedgeableTable{LeaseTable: opts.Table}
 		opts.Table = table
 		opts.Hooks = hooks.Set{rec}
-		r := runConsumer(t, opts)
+		c, err := New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.c = c
+		r := &runningConsumer{c: c, done: make(chan error, 1)}
+		go func() { r.done <- c.Run(t.Context()) }()
 
 		withinVirtual(t, 2*vRenewInterval, "a pass reports both shards held", func() bool {
 			return slices.Equal(rec.last(), []string{"shard-0", "shard-1"})

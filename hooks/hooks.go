@@ -55,10 +55,7 @@ func Each[H any](s Set, fn func(H)) {
 	}
 }
 
-// LeasePass is told when the lease loop finished one pass: held leases renewed, the shard list
-// synced when due, leases taken or claimed. held lists the shards this worker reads after the
-// pass (the hook may keep it). It is called from the loop itself, never from a timer of its own,
-// so a liveness check (a systemd watchdog) can rely on it: a wedged loop stops calling it.
+// LeasePass is told each time the lease loop finishes a pass (renewals, shard sync, balance).
 type LeasePass interface {
-	OnLeasePass(held []string)
+	OnLeasePass()
 }

@@ -145,6 +145,7 @@ func runDaemon(args []string) (int, error) {
 		closeBuilt()
 		return exitConfig, err
 	}
+	notifier.Track(c.Held)
 	if err := c.Check(startCtx); err != nil {
 		closeBuilt()
 		return exitConfig, fmt.Errorf("%w (kinesis %s, dynamodb %s)", err, awsclient.Endpoint(cfg.AWS, "kinesis"), awsclient.Endpoint(cfg.AWS, "dynamodb"))

@@ -21,12 +21,13 @@ import (
 
 // Notifier is a hooks adapter that reports to systemd. It implements hooks.LeasePass,
 // hooks.LeaseChanged, hooks.RecordsRead and hooks.IteratorAge; its methods are safe for
-// concurrent use and return after one non-blocking datagram at most. A failed send is logged once
-// and otherwise ignored: systemd's view is advisory, the daemon's work does not depend on it.
+// concurrent use and return after one datagram at most. A failed send is logged once and
+// otherwise ignored: systemd's view is advisory, the daemon's work does not depend on it.
 type Notifier struct {
 	send     func(state string) error
 	watchdog time.Duration
 	log      *slog.Logger
+	held     func() []string // the shards read now; set by Track before the loop starts
 
 	mu       sync.Mutex
 	behind   map[string]int64         // per shard: MillisBehindLatest of its last read
@@ -65,6 +66,10 @@ func NewWithSender(log *slog.Logger, watchdog time.Duration, send func(state str
 	return &Notifier{send: send, watchdog: watchdog, log: log, behind: map[string]int64{}, age: map[string]time.Duration{}}
 }
 
+// Track gives the notifier the shards this worker reads (consumer.Consumer.Held), for the
+// status line. Call it before the lease loop starts.
+func (n *Notifier) Track(held func() []string) { n.held = held }
+
 // Enabled reports whether the notifier talks to systemd.
 func (n *Notifier) Enabled() bool { return n.send != nil }
 
@@ -87,10 +92,15 @@ func (n *Notifier) Stopping(drainTimeout time.Duration) {
 }
 
 // OnLeasePass reports the shards held and their lag, and pets the watchdog: the lease loop has
-// just made progress.
-func (n *Notifier) OnLeasePass(held []string) {
+// just made progress. It is called from the loop itself (hooks.LeasePass), never from a timer,
+// so a wedged loop stops the watchdog pings and systemd restarts the unit.
+func (n *Notifier) OnLeasePass() {
 	if n.send == nil {
 		return
+	}
+	var held []string
+	if n.held != nil {
+		held = n.held()
 	}
 	n.mu.Lock()
 	keep := make(map[string]bool, len(held))

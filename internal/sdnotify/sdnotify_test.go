@@ -42,7 +42,8 @@ func TestWatchdogOnlyAfterALeasePass(t *testing.T) {
 			t.Fatalf("watchdog sent before any lease pass: %q", st)
 		}
 	}
-	n.OnLeasePass([]string{"shard-0"})
+	n.Track(func() []string { return []string{"shard-0"} })
+	n.OnLeasePass()
 	got := s.all()
 	if len(got) != 2 || !strings.HasPrefix(got[0], "READY=1\n") {
 		t.Fatalf("states = %q, want READY then one pass", got)
@@ -58,7 +59,8 @@ func TestStatusForgetsShardsNoLongerHeld(t *testing.T) {
 	n := NewWithSender(nil, 0, s.send)
 	n.OnRecordsRead("orders", "shard-0", 1, 1, 9000)
 	n.OnRecordsRead("orders", "shard-1", 1, 1, 40)
-	n.OnLeasePass([]string{"shard-1"}) // shard-0 reached its end and is no longer held
+	n.Track(func() []string { return []string{"shard-1"} })
+	n.OnLeasePass() // shard-0 reached its end and is no longer held
 	got := s.all()
 	want := "STATUS=reading 1 shard(s); max 40 ms behind latest; max iterator age 0s"
 	if len(got) != 1 || got[0] != want {
@@ -75,7 +77,7 @@ func TestSendFailureIsReportedNotFatal(t *testing.T) {
 	calls := 0
 	n := NewWithSender(nil, 0, func(string) error { calls++; return errors.New("socket gone") })
 	n.Ready()
-	n.OnLeasePass(nil)
+	n.OnLeasePass()
 	if calls != 2 {
 		t.Fatalf("send called %d times, want 2", calls)
 	}
@@ -135,6 +137,6 @@ func TestDisabledWithoutNotifySocket(t *testing.T) {
 		t.Fatalf("enabled %v err %v, want disabled", n.Enabled(), err)
 	}
 	n.Ready() // must not panic or block
-	n.OnLeasePass([]string{"a"})
+	n.OnLeasePass()
 	n.Stopping(time.Second)
 }
