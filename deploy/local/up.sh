@@ -57,15 +57,19 @@ install_emulators() {
 }
 
 find_moto() {
-	local m="${SHARDHOSE_MOTO_SERVER:-}"
+	local m="${SHARDHOSE_MOTO_SERVER:-}" c
 	if [[ -n $m ]]; then
 		[[ -x $m ]] || die "SHARDHOSE_MOTO_SERVER=$m is not an executable file"
-	elif [[ -x /root/.pyenv/versions/3.11.7/bin/moto_server ]]; then
-		m=/root/.pyenv/versions/3.11.7/bin/moto_server
-	elif m="$(command -v moto_server 2>/dev/null)"; then
-		:
-	else
-		die "moto_server not found (looked at /root/.pyenv/versions/3.11.7/bin/moto_server, then PATH); install moto[server] or set SHARDHOSE_MOTO_SERVER"
+		echo "$m"
+		return
+	fi
+	# A pip install under pyenv is run directly, not through pyenv's shim (which depends on the
+	# directory's Python version); the last in name order wins.
+	for c in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/*/bin/moto_server; do
+		[[ -x $c ]] && m=$c
+	done
+	if [[ -z $m ]] && ! m="$(command -v moto_server 2>/dev/null)"; then
+		die "moto_server not found under \$PYENV_ROOT/versions/*/bin or on PATH; install moto[server] (pip install 'moto[server]') or set SHARDHOSE_MOTO_SERVER"
 	fi
 	echo "$m"
 }
