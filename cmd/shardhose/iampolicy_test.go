@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsfirehose "github.com/aws/aws-sdk-go-v2/service/firehose"
 	fhtypes "github.com/aws/aws-sdk-go-v2/service/firehose/types"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/shardhose/shardhose/iampolicy"
 	"github.com/shardhose/shardhose/internal/awsclient"
@@ -95,33 +96,84 @@ shutdown:
 	}
 	rewrite(t, cfg, "      bucket: "+s.bucket+"\n      compression: GZIP", "      bucket: "+s.bucket+"\n      prefix: data/\n      error_output_prefix: data-errors/\n      compression: GZIP")
 
+	calls := recordedRun(t, s, cfg, func() { q.receiveAll(t, 1, 30*time.Second) })
+	for _, need := range []string{"Kinesis GetRecords", "DynamoDB UpdateItem", "S3 PutObject", "SQS SendMessage", "Firehose PutRecordBatch"} {
+		if !slices.Contains(calls, need) {
+			t.Fatalf("the run did not call %s, so it does not exercise what it should; calls: %q", need, calls)
+		}
+	}
+	assertPolicyAllows(t, cfg, calls)
+}
+
+// TestIAMPolicyAllowsTheCallsOfEachDeadLetterDestination: the same for the dead-letter
+// destinations the first test does not use.
+func TestIAMPolicyAllowsTheCallsOfEachDeadLetterDestination(t *testing.T) {
+	for _, kind := range []string{"sns", "kinesis", "s3"} {
+		t.Run(kind, func(t *testing.T) {
+			s := newE2EStack(t, 1)
+			var section, need string
+			switch kind {
+			case "sns":
+				c := awssns.NewFromConfig(testenv.AWSConfig(t, s.env.Moto))
+				out, err := c.CreateTopic(t.Context(), &awssns.CreateTopicInput{Name: aws.String(testenv.UniqueName(t, "dlq"))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				section = fmt.Sprintf("  sns: {topic_arn: %q}\n  overflow: {bucket: %s}\n", aws.ToString(out.TopicArn), s.bucket)
+				need = "SNS Publish"
+			case "kinesis":
+				stream := testenv.UniqueName(t, "dlq")
+				testenv.CreateStream(t, s.kin, stream, 1)
+				section = fmt.Sprintf("  kinesis: {stream: %s}\n  overflow: {bucket: %s}\n", stream, s.bucket)
+				need = "Kinesis PutRecord"
+			case "s3":
+				section = fmt.Sprintf("  s3: {bucket: %s, prefix: dead/}\n", s.bucket)
+				need = "S3 PutObject"
+			}
+			cfg := s.config(t, 1, 1, `processing:
+  handlers: [{type: json}]
+  maximum_retry_attempts: 0
+dead_letter:
+  type: `+kind+"\n"+section)
+			calls := recordedRun(t, s, cfg, nil)
+			if !slices.Contains(calls, need) {
+				t.Fatalf("the run did not call %s; calls: %q", need, calls)
+			}
+			assertPolicyAllows(t, cfg, calls)
+		})
+	}
+}
+
+// recordedRun puts 100 records and a poison one, runs the daemon with its AWS calls recorded
+// until every shard is checkpointed at its last record (so the poison record was dead-lettered)
+// and then, when given, until also holds, stops it and returns the operations it called.
+func recordedRun(t *testing.T, s *e2eStack, cfg string, also func()) []string {
+	t.Helper()
 	recs := makeRecords(0, 100)
 	recs = append(recs, testenv.Rec{PartitionKey: "poison", Data: []byte(`{"not json`)})
-	puts := testenv.PutRecords(t, s.kin, s.stream, recs)
-	want := lastSequencePerShard(puts)
-
+	want := lastSequencePerShard(testenv.PutRecords(t, s.kin, s.stream, recs))
 	callLog := filepath.Join(t.TempDir(), "calls.txt")
 	d := startDaemonEnv(t, cfg, "worker-iam", []string{awsclient.CallLogEnv + "=" + callLog})
 	s.waitCheckpointed(t, d, want, 90*time.Second)
-	q.receiveAll(t, 1, 30*time.Second)
+	if also != nil {
+		also()
+	}
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if code := d.waitExit(40 * time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-
 	raw, err := os.ReadFile(callLog)
 	if err != nil {
 		t.Fatalf("call log: %v", err)
 	}
-	calls := strings.Split(strings.TrimSpace(string(raw)), "\n")
-	for _, need := range []string{"Kinesis GetRecords", "DynamoDB UpdateItem", "S3 PutObject", "SQS SendMessage", "Firehose PutRecordBatch"} {
-		if !slices.Contains(calls, need) {
-			t.Fatalf("the run did not call %s, so it does not exercise what it should; calls: %q", need, calls)
-		}
-	}
+	return strings.Split(strings.TrimSpace(string(raw)), "\n")
+}
 
+// assertPolicyAllows checks that what `shardhose iam-policy -c cfg` prints allows every call.
+func assertPolicyAllows(t *testing.T, cfg string, calls []string) {
+	t.Helper()
 	var out, notes bytes.Buffer
 	if code, err := iamPolicyMain([]string{"-c", cfg, "--account", "123456789012"}, &out, &notes); code != 0 || err != nil {
 		t.Fatalf("iam-policy exit %d: %v", code, err)
