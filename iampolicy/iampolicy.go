@@ -29,12 +29,14 @@ type Policy struct {
 	Statement []Statement `json:"Statement"`
 }
 
-// Statement allows Action on Resource.
+// Statement allows Action on Resource, under Condition when it has one.
 type Statement struct {
 	Sid      string   `json:"Sid"`
 	Effect   string   `json:"Effect"`
 	Action   []string `json:"Action"`
 	Resource []string `json:"Resource"`
+	// Condition maps an operator to keys and values, e.g. StringEquals: {cloudwatch:namespace: shardhose}.
+	Condition map[string]map[string]string `json:"Condition,omitempty"`
 }
 
 // Options fill in what the configuration may not say.
@@ -118,9 +120,12 @@ func For(cfg config.Config, o Options) (Result, error) {
 	return Result{Policy: Policy{Version: "2012-10-17", Statement: b.stmts}, Warnings: b.warnings}, nil
 }
 
-// metrics is where CloudWatch publishing adds cloudwatch:PutMetricData (a metrics section that
-// enables it); PutMetricData cannot be limited to a resource, only by a cloudwatch:namespace
-// condition.
+// metrics is where CloudWatch publishing, once the configuration can enable it, adds
+// cloudwatch:PutMetricData. IAM cannot limit that action to a resource, only by the namespace:
+//
+//	b.stmts = append(b.stmts, Statement{Sid: "PublishMetrics", Effect: "Allow",
+//		Action: []string{"cloudwatch:PutMetricData"}, Resource: []string{"*"},
+//		Condition: map[string]map[string]string{"StringEquals": {"cloudwatch:namespace": namespace}}})
 func (b *builder) metrics() {}
 
 func (b *builder) sink(s config.Sink) error {
