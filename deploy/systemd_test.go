@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -112,5 +113,30 @@ func TestUnitExposureIsAtMostTwo(t *testing.T) {
 	t.Logf("systemd-analyze security --offline=yes %s: exposure %.1f", unitPath, exposure)
 	if exposure > 2.0 {
 		t.Fatalf("exposure %.1f is above 2.0:\n%s", exposure, out)
+	}
+}
+
+// TestUnitVerifies runs systemd-analyze verify on the unit, with the binary's path pointed at an
+// executable that exists here: an unknown or misspelt directive fails it.
+func TestUnitVerifies(t *testing.T) {
+	bin, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed; cannot verify the unit")
+	}
+	exe, err := exec.LookPath("true")
+	if err != nil {
+		t.Skip("no true(1) to stand in for the binary")
+	}
+	unit, err := os.ReadFile(unitPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "shardhose.service")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/shardhose", exe)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "verify", "--man=no", path).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
