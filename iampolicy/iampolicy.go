@@ -63,8 +63,10 @@ var (
 	leaseTable = []string{"dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 	// S3 buckets: HeadBucket needs ListBucket; a multipart upload needs PutObject (create,
 	// upload part, complete) and AbortMultipartUpload.
-	bucketCheck  = []string{"s3:ListBucket"}
-	objectWrite  = []string{"s3:PutObject", "s3:AbortMultipartUpload"}
+	bucketCheck = []string{"s3:ListBucket"}
+	objectWrite = []string{"s3:PutObject", "s3:AbortMultipartUpload"}
+	// An exactly-once S3 sink reads back the metadata of the objects it wrote (HeadObject).
+	objectRead   = []string{"s3:GetObject"}
 	firehosePut  = []string{"firehose:DescribeDeliveryStream", "firehose:PutRecordBatch"}
 	sqsSend      = []string{"sqs:GetQueueAttributes", "sqs:SendMessage"}
 	snsPublish   = []string{"sns:GetTopicAttributes", "sns:Publish"}
@@ -80,13 +82,15 @@ type builder struct {
 	region    string
 	stmts     []Statement
 	warnings  []string
-	// objects maps a bucket to the key prefixes written in it ("" = the whole bucket).
+	// objects maps a bucket to the key prefixes written in it ("" = the whole bucket);
+	// reads, to those whose objects are also read back.
 	objects map[string][]string
+	reads   map[string][]string
 }
 
 // For returns the policy for cfg, which should have passed config.Validate.
 func For(cfg config.Config, o Options) (Result, error) {
-	b := &builder{cfg: cfg, region: cfg.AWS.Region, partition: o.Partition, account: o.Account, objects: map[string][]string{}}
+	b := &builder{cfg: cfg, region: cfg.AWS.Region, partition: o.Partition, account: o.Account, objects: map[string][]string{}, reads: map[string][]string{}}
 	if arn, err := parseARN(cfg.Stream.ARN); err == nil {
 		b.partition = cmp.Or(b.partition, arn.partition)
 		b.account = cmp.Or(b.account, arn.account)
@@ -133,6 +137,9 @@ func (b *builder) sink(s config.Sink) error {
 	case "s3":
 		c := s.S3
 		b.write(c.Bucket, c.Prefix, cmp.Or(c.ErrorOutputPrefix, c.Prefix))
+		if c.Delivery == config.DeliveryExactlyOnce {
+			b.reads[c.Bucket] = append(b.reads[c.Bucket], c.Prefix)
+		}
 	case "firehose":
 		c := s.Firehose
 		arn := c.DeliveryStreamARN
@@ -267,11 +274,23 @@ func (b *builder) buckets() {
 	if len(b.objects) == 0 {
 		return
 	}
-	var bucketARNs, objectARNs []string
+	var bucketARNs []string
 	for _, bucket := range slices.Sorted(maps.Keys(b.objects)) {
 		bucketARNs = append(bucketARNs, fmt.Sprintf("arn:%s:s3:::%s", b.partition, bucket))
+	}
+	b.add("CheckBuckets", bucketCheck, bucketARNs...)
+	b.add("WriteObjects", objectWrite, b.objectARNs(b.objects)...)
+	if len(b.reads) > 0 {
+		b.add("ReadBackObjects", objectRead, b.objectARNs(b.reads)...)
+	}
+}
+
+// objectARNs is the ARNs of the objects under each bucket's prefixes.
+func (b *builder) objectARNs(prefixes map[string][]string) []string {
+	var objectARNs []string
+	for _, bucket := range slices.Sorted(maps.Keys(prefixes)) {
 		var keys []string
-		for _, p := range b.objects[bucket] {
+		for _, p := range prefixes[bucket] {
 			// Expressions (!{timestamp:...}, partition keys) are evaluated per record: the
 			// literal text before the first one is what every key starts with.
 			p, _, _ = strings.Cut(p, "!{")
@@ -290,8 +309,7 @@ func (b *builder) buckets() {
 		})
 		objectARNs = append(objectARNs, keys...)
 	}
-	b.add("CheckBuckets", bucketCheck, bucketARNs...)
-	b.add("WriteObjects", objectWrite, objectARNs...)
+	return objectARNs
 }
 
 // add appends a statement, or adds resources to an earlier one with the same actions.

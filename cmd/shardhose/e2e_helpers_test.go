@@ -224,9 +224,9 @@ func (d *daemon) handedToSinks() int {
 	return n
 }
 
-// waitCheckpointed waits until each shard's checkpoint is at the sequence number want gives it,
+// waitCheckpointedAt waits until each shard's checkpoint is at the sequence number want gives it,
 // failing at once if the daemon exits meanwhile.
-func (s *e2eStack) waitCheckpointed(t *testing.T, d *daemon, want map[string]string, within time.Duration) {
+func (s *e2eStack) waitCheckpointedAt(t *testing.T, d *daemon, want map[string]string, within time.Duration) {
 	t.Helper()
 	waitFor(t, within, "every shard checkpointed at its last record", func() (bool, string) {
 		select {

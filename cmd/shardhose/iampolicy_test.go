@@ -29,6 +29,8 @@ func iamAction(service, operation string) string {
 	switch service + " " + operation {
 	case "S3 HeadBucket", "S3 ListObjectsV2":
 		return "s3:ListBucket"
+	case "S3 HeadObject":
+		return "s3:GetObject"
 	case "S3 CreateMultipartUpload", "S3 UploadPart", "S3 CompleteMultipartUpload":
 		return "s3:PutObject"
 	case "Lambda Invoke":
@@ -144,6 +146,25 @@ dead_letter:
 	}
 }
 
+// TestIAMPolicyAllowsTheCallsOfAnExactlyOnceS3Sink: an exactly-once S3 sink also reads back
+// the objects it wrote.
+func TestIAMPolicyAllowsTheCallsOfAnExactlyOnceS3Sink(t *testing.T) {
+	s := newE2EStack(t, 1)
+	cfg := s.config(t, 1, 1, `processing:
+  handlers: [{type: json}]
+  maximum_retry_attempts: 0
+dead_letter:
+  type: s3
+  s3: {bucket: `+s.bucket+`, prefix: dead/}
+`)
+	rewrite(t, cfg, "      compression: GZIP", "      compression: GZIP\n      delivery: exactly_once")
+	calls := recordedRun(t, s, cfg, nil)
+	if !slices.Contains(calls, "S3 PutObject") {
+		t.Fatalf("the run did not write to S3; calls: %q", calls)
+	}
+	assertPolicyAllows(t, cfg, calls)
+}
+
 // recordedRun puts 100 records and a poison one, runs the daemon with its AWS calls recorded
 // until every shard is checkpointed at its last record (so the poison record was dead-lettered)
 // and then, when given, until also holds, stops it and returns the operations it called.
@@ -154,7 +175,7 @@ func recordedRun(t *testing.T, s *e2eStack, cfg string, also func()) []string {
 	want := lastSequencePerShard(testenv.PutRecords(t, s.kin, s.stream, recs))
 	callLog := filepath.Join(t.TempDir(), "calls.txt")
 	d := startDaemonEnv(t, cfg, "worker-iam", []string{awsclient.CallLogEnv + "=" + callLog})
-	s.waitCheckpointed(t, d, want, 90*time.Second)
+	s.waitCheckpointedAt(t, d, want, 90*time.Second)
 	if also != nil {
 		also()
 	}

@@ -47,7 +47,7 @@ func TestLocalStackConfigThroughOneEdgeEndpoint(t *testing.T) {
 		"SHARDHOSE_PROCESSING__RETRY__MAX_BACKOFF=200ms",
 		"SHARDHOSE_LOG__FORMAT=json",
 	})
-	s.waitCheckpointed(t, d, want, 90*time.Second)
+	s.waitCheckpointedAt(t, d, want, 90*time.Second)
 	msgs := q.receiveAll(t, 1, 30*time.Second)
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
