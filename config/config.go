@@ -32,6 +32,25 @@ type AWS struct {
 	Credentials Credentials `koanf:"credentials"`
 	// S3UsePathStyle addresses buckets as http://host/bucket (needed by most emulators).
 	S3UsePathStyle bool `koanf:"s3_use_path_style"`
+	// Timeouts bound each attempt of an AWS call, by the kind of call.
+	Timeouts Timeouts `koanf:"timeouts"`
+}
+
+// Timeouts bound one attempt of an AWS call (one HTTP request and its response), by what the call
+// does. An attempt that runs out of time fails with an error naming the key; the caller's own
+// retry policy decides what happens next. Lambda Invoke and S3 GetObject (whose bodies stream)
+// are not bounded by these: the handler timeout bounds Invoke.
+type Timeouts struct {
+	// Read: calls that only read (GetRecords, GetShardIterator, ListShards, DescribeStream*,
+	// DynamoDB GetItem, Scan, Query, DescribeTable, S3 HeadBucket and ListObjectsV2, SQS
+	// ReceiveMessage on top of its long-poll wait).
+	Read time.Duration `koanf:"read"`
+	// Write: small writes (DynamoDB PutItem, UpdateItem, DeleteItem, CreateTable; SQS
+	// SendMessage and DeleteMessage; SNS Publish; S3 multipart create, complete and abort).
+	Write time.Duration `koanf:"write"`
+	// Upload: calls that send a body of up to 16 MiB (S3 PutObject and UploadPart, Firehose
+	// PutRecordBatch, Kinesis PutRecords).
+	Upload time.Duration `koanf:"upload"`
 }
 
 // Endpoints overrides the endpoint of one service each.
@@ -262,6 +281,7 @@ func Defaults() Config {
 		AWS: AWS{
 			Region:      "us-east-1",
 			Credentials: Credentials{Source: "default"},
+			Timeouts:    TimeoutsDefaults(),
 		},
 		Stream: Stream{
 			StartingPosition:  "TRIM_HORIZON",
@@ -287,6 +307,20 @@ func Defaults() Config {
 		Shutdown:   Shutdown{DrainTimeout: 30 * time.Second},
 		Log:        Log{Format: "auto", Level: "info"},
 	}
+}
+
+// Defaults of aws.timeouts and their allowed range.
+const (
+	DefaultReadTimeout   = 5 * time.Second
+	DefaultWriteTimeout  = 5 * time.Second
+	DefaultUploadTimeout = 10 * time.Second
+	MinAWSTimeout        = 100 * time.Millisecond
+	MaxAWSTimeout        = 10 * time.Minute
+)
+
+// TimeoutsDefaults returns the default aws.timeouts.
+func TimeoutsDefaults() Timeouts {
+	return Timeouts{Read: DefaultReadTimeout, Write: DefaultWriteTimeout, Upload: DefaultUploadTimeout}
 }
 
 // S3Defaults are applied to every S3 sink section for keys it leaves out.

@@ -267,6 +267,12 @@ func (v *checker) aws(a AWS) {
 	} {
 		v.endpoint("aws.endpoints."+ep.key, ep.url)
 	}
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{{"read", a.Timeouts.Read}, {"write", a.Timeouts.Write}, {"upload", a.Timeouts.Upload}} {
+		v.durationRange("aws.timeouts."+t.key, t.d, MinAWSTimeout, MaxAWSTimeout, "one attempt of an AWS call")
+	}
 	c := a.Credentials
 	v.oneOf("aws.credentials.source", c.Source, credentialSources)
 	switch c.Source {

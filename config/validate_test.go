@@ -98,6 +98,12 @@ func TestValidateBoundaries(t *testing.T) {
 		{"lambda endpoint bad", func(c *Config) { c.AWS.Endpoints.Lambda = "http://h?x=1" }, "aws.endpoints.lambda"},
 		{"credentials source unknown", func(c *Config) { c.AWS.Credentials.Source = "env" }, "aws.credentials.source"},
 		{"credentials source empty", func(c *Config) { c.AWS.Credentials.Source = "" }, "aws.credentials.source"},
+		{"read timeout 100ms", func(c *Config) { c.AWS.Timeouts.Read = 100 * time.Millisecond }, ""},
+		{"read timeout 99ms", func(c *Config) { c.AWS.Timeouts.Read = 99 * time.Millisecond }, "aws.timeouts.read"},
+		{"write timeout 0", func(c *Config) { c.AWS.Timeouts.Write = 0 }, "aws.timeouts.write"},
+		{"upload timeout 10m", func(c *Config) { c.AWS.Timeouts.Upload = 10 * time.Minute }, ""},
+		{"upload timeout 11m", func(c *Config) { c.AWS.Timeouts.Upload = 11 * time.Minute }, "aws.timeouts.upload"},
+		{"upload timeout negative", func(c *Config) { c.AWS.Timeouts.Upload = -time.Second }, "aws.timeouts.upload"},
 		{"static with both keys", func(c *Config) {
 			c.AWS.Credentials = Credentials{Source: "static", AccessKeyID: "a", SecretAccessKey: "s"}
 		}, ""},
@@ -253,12 +259,14 @@ func TestValidateMessages(t *testing.T) {
 	c.Batching.BatchSize = 0
 	c.Log.Level = "verbose"
 	c.AWS.Credentials = Credentials{Source: "static", AccessKeyID: "AKIDSECRET"}
+	c.AWS.Timeouts.Upload = 20 * time.Minute
 	err := c.Validate()
 	want := []string{
 		"stream.name: missing: set the stream's name or ARN",
 		"batching.batch_size: 0 is out of range: allowed 1 to 10000",
 		`log.level: "verbose" is not allowed: use debug, info, warn or error`,
 		"aws.credentials.secret_access_key: missing",
+		"aws.timeouts.upload: 20m0s is out of range: allowed 100ms to 10m0s",
 	}
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {

@@ -171,7 +171,7 @@ func (w *Worker) buildClients(ctx context.Context) error {
 	if w.kinesisClient != nil && w.dynamoClient != nil {
 		return nil
 	}
-	awsCfg, err := awsclient.Load(ctx, config.AWS{Region: w.set.region})
+	awsCfg, err := awsclient.Load(ctx, config.AWS{Region: w.set.region, Timeouts: config.TimeoutsDefaults()}, w.log)
 	if err != nil {
 		return fmt.Errorf("kcl: %w", err)
 	}

@@ -105,7 +105,7 @@ func runDaemon(args []string) (int, error) {
 
 	startCtx, cancelStart := context.WithTimeout(hardCtx, startupTimeout)
 	defer cancelStart()
-	awsCfg, err := awsclient.Load(startCtx, cfg.AWS)
+	awsCfg, err := awsclient.Load(startCtx, cfg.AWS, log)
 	if err != nil {
 		return exitConfig, fmt.Errorf("aws configuration: %w", err)
 	}

@@ -178,7 +178,7 @@ func dlqInspect(ctx context.Context, args []string, out io.Writer) (int, error) 
 	if f.max < 0 || records < 0 || dataChars < 1 {
 		return exitConfig, usageError{"--max and --records must be 0 or more, --data-chars 1 or more"}
 	}
-	awsCfg, err := awsclient.Load(ctx, cfg.AWS)
+	awsCfg, err := awsclient.Load(ctx, cfg.AWS, nil)
 	if err != nil {
 		return exitConfig, fmt.Errorf("aws configuration: %w", err)
 	}
@@ -254,7 +254,7 @@ func dlqReplay(ctx context.Context, args []string, out io.Writer) (int, error) {
 	if err != nil {
 		return exitConfig, err
 	}
-	awsCfg, err := awsclient.Load(ctx, cfg.AWS)
+	awsCfg, err := awsclient.Load(ctx, cfg.AWS, nil)
 	if err != nil {
 		return exitConfig, fmt.Errorf("aws configuration: %w", err)
 	}

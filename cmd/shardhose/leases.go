@@ -30,7 +30,7 @@ func runLeases(args []string) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
 	defer cancel()
-	awsCfg, err := awsclient.Load(ctx, cfg.AWS)
+	awsCfg, err := awsclient.Load(ctx, cfg.AWS, nil)
 	if err != nil {
 		return exitConfig, fmt.Errorf("aws configuration: %w", err)
 	}

@@ -98,7 +98,7 @@ func runLoadtest(args []string) (int, error) {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	awsCfg, err := awsclient.Load(ctx, cfg.AWS)
+	awsCfg, err := awsclient.Load(ctx, cfg.AWS, log)
 	if err != nil {
 		return exitConfig, fmt.Errorf("aws configuration: %w", err)
 	}

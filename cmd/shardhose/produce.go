@@ -241,7 +241,7 @@ func runProduce(args []string) (int, error) {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	awsCfg, err := awsclient.Load(ctx, cfg.AWS)
+	awsCfg, err := awsclient.Load(ctx, cfg.AWS, nil)
 	if err != nil {
 		return exitConfig, fmt.Errorf("aws configuration: %w", err)
 	}

@@ -1,15 +1,19 @@
 // Package awsclient turns the aws section of the configuration into AWS SDK clients: one
 // aws.Config (region, credentials, an HTTP client with bounded dial and header timeouts, a
-// bounded retryer), and per-service clients pointed at the configured endpoints.
+// bounded retryer, a timeout on every attempt, the SDK's log lines through slog), and
+// per-service clients pointed at the configured endpoints.
 //
 // The SDK's own retries are kept short on purpose: the callers (consumer, lease manager, sinks)
 // retry with their own policy under their own context, so an SDK call either succeeds or returns
-// within a few seconds with an error the caller classifies.
+// within a few seconds with an error the caller classifies. Each attempt is bounded by the
+// aws.timeouts key of its kind of call (TimeoutError), and every error says how many attempts
+// the call made (Attempts), so a caller can log the real count.
 package awsclient
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -28,6 +32,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/shardhose/shardhose/config"
 )
@@ -51,7 +56,7 @@ const (
 	// TLSHandshakeTimeout bounds the TLS handshake after connecting.
 	TLSHandshakeTimeout = 10 * time.Second
 	// ResponseHeaderTimeout bounds the wait for a response's headers once the request, body
-	// included, is sent; it keeps a hung server from holding a call that has no deadline.
+	// included, is sent, for the calls aws.timeouts does not bound (S3 GetObject).
 	ResponseHeaderTimeout = time.Minute
 	// MaxIdleConnsPerHost keeps connections for many shards polling one endpoint at once.
 	MaxIdleConnsPerHost = 64
@@ -91,11 +96,16 @@ func Endpoint(cfg config.AWS, service string) string {
 
 // Load builds the aws.Config shared by every client: the region, the credentials
 // (aws.credentials.source "static" uses the configured keys, "default" the SDK's chain), an HTTP
-// client with the timeouts above, and a standard retryer of MaxAttempts attempts without the
-// client-side retry quota (which, once drained by an outage, fails calls that were never tried).
+// client with the timeouts above, a standard retryer of MaxAttempts attempts without the
+// client-side retry quota (which, once drained by an outage, fails calls that were never tried),
+// a timeout on each attempt from cfg.Timeouts (a zero key means no bound), errors that carry
+// their attempt count (Attempts), and the SDK's own log lines sent to log (nil: slog.Default()).
 // It does no network I/O for static credentials; the default chain may read files and, on EC2,
 // the instance metadata service, within ctx.
-func Load(ctx context.Context, cfg config.AWS) (aws.Config, error) {
+func Load(ctx context.Context, cfg config.AWS, log *slog.Logger) (aws.Config, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	httpClient := awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) {
 			d.Timeout = DialTimeout
@@ -110,6 +120,8 @@ func Load(ctx context.Context, cfg config.AWS) (aws.Config, error) {
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRegion(cfg.Region),
 		awsconfig.WithHTTPClient(httpClient),
+		awsconfig.WithLogger(SDKLogger(log)),
+		awsconfig.WithAPIOptions([]func(*middleware.Stack) error{addCallBounds(cfg.Timeouts)}),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = MaxAttempts

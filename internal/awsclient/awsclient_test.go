@@ -74,7 +74,7 @@ func staticAWS() config.AWS {
 }
 
 func TestLoadStatic(t *testing.T) {
-	awsCfg, err := Load(t.Context(), staticAWS())
+	awsCfg, err := Load(t.Context(), staticAWS(), nil)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -96,12 +96,12 @@ func TestLoadStatic(t *testing.T) {
 func TestLoadRejectsBadCredentials(t *testing.T) {
 	c := staticAWS()
 	c.Credentials.SecretAccessKey = ""
-	if _, err := Load(t.Context(), c); err == nil || !strings.Contains(err.Error(), "secret_access_key") {
+	if _, err := Load(t.Context(), c, nil); err == nil || !strings.Contains(err.Error(), "secret_access_key") {
 		t.Errorf("static without secret: err = %v", err)
 	}
 	c = staticAWS()
 	c.Credentials.Source = "env"
-	if _, err := Load(t.Context(), c); err == nil || !strings.Contains(err.Error(), `"env"`) {
+	if _, err := Load(t.Context(), c, nil); err == nil || !strings.Contains(err.Error(), `"env"`) {
 		t.Errorf("unknown source: err = %v", err)
 	}
 }
@@ -112,12 +112,12 @@ func TestLoadWithCABundle(t *testing.T) {
 	t.Setenv("AWS_CA_BUNDLE", writeCA(t))
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	if _, err := Load(t.Context(), staticAWS()); err != nil {
+	if _, err := Load(t.Context(), staticAWS(), nil); err != nil {
 		t.Errorf("static: %v", err)
 	}
 	c := staticAWS()
 	c.Credentials = config.Credentials{Source: "default"}
-	if _, err := Load(t.Context(), c); err != nil {
+	if _, err := Load(t.Context(), c, nil); err != nil {
 		t.Errorf("default: %v", err)
 	}
 }
@@ -148,7 +148,7 @@ func TestClientsTakeTheirEndpoint(t *testing.T) {
 	c := staticAWS()
 	c.Endpoint = "http://all:4566"
 	c.Endpoints = config.Endpoints{Kinesis: "http://k:1", DynamoDB: "http://d:2"}
-	awsCfg, err := Load(t.Context(), c)
+	awsCfg, err := Load(t.Context(), c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestS3PathStyle(t *testing.T) {
 	for _, tc := range cases {
 		c := staticAWS()
 		tc.set(&c)
-		awsCfg, err := Load(t.Context(), c)
+		awsCfg, err := Load(t.Context(), c, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +208,7 @@ func TestS3RequestGoesToTheEndpoint(t *testing.T) {
 	defer srv.Close()
 	c := staticAWS()
 	c.Endpoints.S3 = srv.URL
-	awsCfg, err := Load(t.Context(), c)
+	awsCfg, err := Load(t.Context(), c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestCallsEndWithTheirContext(t *testing.T) {
 	defer close(testDone) // runs before srv.Close, which waits for handlers
 	c := staticAWS()
 	c.Endpoint = srv.URL
-	awsCfg, err := Load(t.Context(), c)
+	awsCfg, err := Load(t.Context(), c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

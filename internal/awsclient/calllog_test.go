@@ -28,7 +28,7 @@ func TestCallLogRecordsEachOperationOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "calls.txt")
 	t.Setenv(CallLogEnv, path)
 	cfg := config.AWS{Region: "us-east-1", Endpoint: srv.URL, Credentials: config.Credentials{Source: "static", AccessKeyID: "a", SecretAccessKey: "b"}}
-	awsCfg, err := Load(t.Context(), cfg)
+	awsCfg, err := Load(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestClientsAgainstLocalStack(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	awsCfg, err := Load(ctx, cfg)
+	awsCfg, err := Load(ctx, cfg, nil)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}

@@ -56,7 +56,7 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout+30*time.Second)
 	defer cancel()
-	awsCfg, err := awsclient.Load(ctx, cfg.AWS)
+	awsCfg, err := awsclient.Load(ctx, cfg.AWS, nil)
 	if err != nil {
 		fail("aws configuration: %v", err)
 	}
