@@ -33,9 +33,12 @@ func newOutageLog(log *slog.Logger, clk clock.Clock, what string) *outageLog {
 	return &outageLog{log: log, clock: clk, what: what}
 }
 
-// failed reports a failed call: msg says what failed ("lease renewal failed; will retry"),
+// failed reports a failed call (nothing on a nil outageLog): msg says what failed ("lease renewal failed; will retry"),
 // attrs name what it was for.
 func (o *outageLog) failed(msg string, err error, attrs ...any) {
+	if o == nil {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	now := o.clock.Now()
@@ -58,6 +61,9 @@ func (o *outageLog) failed(msg string, err error, attrs ...any) {
 
 // ok reports a call that succeeded.
 func (o *outageLog) ok() {
+	if o == nil {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.down {

@@ -15,6 +15,7 @@ import (
 	"github.com/shardhose/shardhose/consumer/kpl"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 )
@@ -49,6 +50,7 @@ type shardReader struct {
 	shardID      string
 	clock        clock.Clock
 	log          *slog.Logger
+	health       *outageLog // the stream's outages, shared by every shard's reader; nil logs none
 	hooks        hooks.Set
 	pollInterval time.Duration
 	limit        int32
@@ -107,7 +109,8 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 				hooks.Each(r.hooks, func(h hooks.ThrottledRead) { h.OnThrottledRead(r.streamName, r.shardID) })
 				r.log.Debug("GetRecords throttled", "shard", r.shardID)
 			default:
-				r.log.Warn("GetRecords failed; retrying", "shard", r.shardID, "attempt", failures, "error", err)
+				r.health.failed("GetRecords failed; will retry", err, "shard", r.shardID, "sdk_attempts", outage.Attempts(err))
+				r.log.Debug("GetRecords failed; retrying", "shard", r.shardID, "attempt", failures, "sdk_attempts", outage.Attempts(err), "error", err)
 			}
 			if err := clock.Sleep(ctx, r.clock, r.backoff.Delay(failures)); err != nil {
 				return false, err
@@ -115,6 +118,7 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 			continue
 		}
 		failures = 0
+		r.health.ok()
 
 		recs, bytes := r.convert(out.Records, done)
 		behind := aws.ToInt64(out.MillisBehindLatest)
@@ -175,6 +179,9 @@ func (r *shardReader) iterator(ctx context.Context, start startPosition, done re
 	var it *string
 	_, err := retry.Do(ctx, r.clock, r.backoff, func(ctx context.Context, _ int) error {
 		out, err := r.api.GetShardIterator(ctx, in)
+		if err != nil && ctx.Err() == nil {
+			r.health.failed("GetShardIterator failed; will retry", err, "shard", r.shardID, "sdk_attempts", outage.Attempts(err))
+		}
 		if err != nil {
 			var notFound *types.ResourceNotFoundException
 			var invalid *types.InvalidArgumentException
@@ -183,10 +190,11 @@ func (r *shardReader) iterator(ctx context.Context, start startPosition, done re
 			}
 			return err
 		}
+		r.health.ok()
 		it = out.ShardIterator
 		return nil
 	}, func(attempt int, err error, wait time.Duration) {
-		r.log.Warn("GetShardIterator failed; retrying", "shard", r.shardID, "attempt", attempt, "wait", wait, "error", err)
+		r.log.Debug("GetShardIterator failed; retrying", "shard", r.shardID, "attempt", attempt, "sdk_attempts", outage.Attempts(err), "wait", wait, "error", err)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("get shard iterator for %s (%s): %w", r.shardID, in.ShardIteratorType, err)

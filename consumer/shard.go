@@ -255,6 +255,7 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 			shardID:      l.ShardID,
 			clock:        c.opts.Clock,
 			log:          c.log,
+			health:       c.streamHealth,
 			hooks:        c.opts.Hooks,
 			pollInterval: c.opts.Stream.PollInterval,
 			limit:        int32(c.opts.Stream.MaxRecordsPerRead),

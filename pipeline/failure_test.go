@@ -96,7 +96,7 @@ func corrupt(recs []record.Record, at ...int) []record.Record {
 // A dead letter whose storing gives up while the shard is still running is a failure of the
 // batch: nothing of it was delivered or stored, so it must not be acknowledged.
 func TestDeadLetterThatGivesUpLeavesTheBatchUnacknowledged(t *testing.T) {
-	rec, sink, dead := newUnfinishedRecorder(), &memSink{}, &memDLQ{outage: outage{failFirst: 1 << 30}}
+	rec, sink, dead := newUnfinishedRecorder(), &memSink{}, &memDLQ{failingStore: failingStore{failFirst: 1 << 30}}
 	opts := Options{
 		Policy:  Policy{MaximumRetryAttempts: -1, ParallelizationFactor: 1, Backoff: noWait()},
 		Handler: &passHandler{}, Sinks: []sinks.Sink{sink}, DeadLetters: dead, Clock: clock.Real(),
@@ -193,7 +193,7 @@ type memErrors struct {
 	mu      sync.Mutex
 	folders []string
 	recs    []backup.ErrorRecord
-	outage
+	failingStore
 }
 
 func (m *memErrors) WriteErrors(_ context.Context, folder string, recs []backup.ErrorRecord) error {
@@ -229,7 +229,7 @@ func failEvery() process.Handler {
 }
 
 func TestProcessingFailedRecordsGoToTheErrorOutput(t *testing.T) {
-	errOut, sink := &memErrors{outage: outage{failFirst: 2}}, &memSink{}
+	errOut, sink := &memErrors{failingStore: failingStore{failFirst: 2}}, &memSink{}
 	opts := Options{
 		Policy:  Policy{MaximumRetryAttempts: -1, ParallelizationFactor: 1, Backoff: noWait()},
 		Handler: failEvery(), Sinks: []sinks.Sink{sink}, ErrorOutput: errOut, Clock: clock.Real(),
@@ -302,7 +302,7 @@ func TestFirehoseContractWithNowhereForProcessingFailedIsRefused(t *testing.T) {
 }
 
 func TestCorruptAggregatesGoToTheDeadLettersBeforeAnyHandler(t *testing.T) {
-	h, dead, sink := &poisonHandler{}, &memDLQ{outage: outage{failFirst: 1}}, &memSink{}
+	h, dead, sink := &poisonHandler{}, &memDLQ{failingStore: failingStore{failFirst: 1}}, &memSink{}
 	opts := Options{
 		Policy:  Policy{MaximumRetryAttempts: -1, ParallelizationFactor: 1, Backoff: noWait()},
 		Handler: h, Sinks: []sinks.Sink{sink}, DeadLetters: dead, Clock: clock.Real(), StoreRetry: noWait(),

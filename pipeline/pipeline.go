@@ -25,6 +25,7 @@ import (
 	"github.com/shardhose/shardhose/dlq"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/process"
 	"github.com/shardhose/shardhose/record"
@@ -77,6 +78,10 @@ type Options struct {
 	Clock      clock.Clock
 	Logger     *slog.Logger
 	Hooks      hooks.Set
+
+	// deadHealth makes outages of the dead-letter destination visible; New sets it, and every
+	// shard's stage shares it.
+	deadHealth *outage.Reporter
 }
 
 // HandlerCalled is told of every handler call: the shard, the batch size, how long it took and
@@ -136,6 +141,9 @@ func New(opts Options) (consumer.PipelineFactory, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.DeadLetters != nil {
+		opts.deadHealth = outage.New(outage.Options{Dependency: "dead_letter", Resource: opts.DeadLetters.Name(), Logger: opts.Logger, Clock: opts.Clock})
 	}
 	return func(ctx context.Context, shardID string) consumer.Pipeline { return newShard(ctx, opts, shardID) }, nil
 }
@@ -522,10 +530,10 @@ func (s *shardStage) deadLetter(ctx context.Context, recs []record.Record, cond 
 	if cond == dlq.RecordAgeExceeded && cause == nil {
 		f.FunctionError = ""
 	}
-	_, err := retry.Do(ctx, s.opts.Clock, s.opts.StoreRetry, func(ctx context.Context, _ int) error {
+	_, err := retry.Do(ctx, s.opts.Clock, s.opts.StoreRetry, s.opts.deadHealth.Track(func(ctx context.Context, _ int) error {
 		return s.opts.DeadLetters.Send(ctx, f)
-	}, func(attempt int, err error, wait time.Duration) {
-		s.log.Warn("writing a dead letter failed; retrying (the checkpoint waits for it)", "records", len(recs), "attempt", attempt, "error", err)
+	}, "shard", s.shardID), func(attempt int, err error, wait time.Duration) {
+		s.log.Debug("writing a dead letter failed; retrying (the checkpoint waits for it)", "records", len(recs), "attempt", attempt, "sdk_attempts", outage.Attempts(err), "error", err)
 	})
 	if err != nil {
 		return err

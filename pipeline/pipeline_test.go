@@ -76,13 +76,13 @@ func (s *memSink) data() []string {
 
 var _ sinks.Sink = (*memSink)(nil)
 
-// outage fails the first failFirst calls of a fake store; its owner holds its lock around next.
-type outage struct {
+// failingStore fails the first failFirst calls of a fake store; its owner holds its lock around next.
+type failingStore struct {
 	failFirst int
 	calls     int
 }
 
-func (o *outage) next(what string) error {
+func (o *failingStore) next(what string) error {
 	o.calls++
 	if o.calls <= o.failFirst {
 		return errors.New(what + " unavailable")
@@ -94,7 +94,7 @@ func (o *outage) next(what string) error {
 type memDLQ struct {
 	mu       sync.Mutex
 	failures []dlq.Failure
-	outage
+	failingStore
 }
 
 func (d *memDLQ) Name() string { return "mem" }
@@ -448,7 +448,7 @@ func TestAHandlerTimeoutIsAFailureOfTheBatch(t *testing.T) {
 }
 
 func TestDeadLetterIsRetriedUntilStoredBeforeTheBatchFinishes(t *testing.T) {
-	dead := &memDLQ{outage: outage{failFirst: 3}}
+	dead := &memDLQ{failingStore: failingStore{failFirst: 3}}
 	opts := Options{
 		Policy:  Policy{MaximumRetryAttempts: 0, ParallelizationFactor: 1, Backoff: noWait()},
 		Handler: &poisonHandler{}, Sinks: []sinks.Sink{&memSink{}}, DeadLetters: dead, Clock: clock.Real(),

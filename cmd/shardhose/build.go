@@ -55,7 +55,8 @@ func closeSinks(ctx context.Context, built []sinks.Sink) {
 func buildSinks(ctx context.Context, cfg config.Config, awsCfg aws.Config, streamARN string, log *slog.Logger, clk clock.Clock) ([]sinks.Sink, error) {
 	var built []sinks.Sink
 	for _, sc := range cfg.Sinks {
-		s, err := buildSink(ctx, sc, cfg, awsCfg, streamARN, log.With("sink", sc.Name), clk)
+		// Each sink names itself in its own lines (sink=...).
+		s, err := buildSink(ctx, sc, cfg, awsCfg, streamARN, log, clk)
 		if err != nil {
 			closeSinks(ctx, built)
 			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)

@@ -85,10 +85,40 @@ func runValidate(args []string) (int, error) {
 	return exitOK, nil
 }
 
+// reportedError is an error already written to the log; run exits with its code without
+// printing it again.
+type reportedError struct{ err error }
+
+func (e reportedError) Error() string { return e.err.Error() }
+func (e reportedError) Unwrap() error { return e.err }
+
+// runDaemon runs the daemon and writes any error that ends it through the configured log format,
+// so that with log.format json every line of the process, the last included, is JSON. A
+// configuration that does not load or validate is reported in the format it asks for as far as
+// it could be read (log.format from the file, SHARDHOSE_LOG__FORMAT or --log-format; auto when
+// unreadable, which is JSON when stderr is not a terminal); in text format it is printed for a
+// person to read, one problem per line.
 func runDaemon(args []string) (int, error) {
-	cfg, _, err := loadConfig("run", args, nil)
+	cfg, fs, err := loadConfig("run", args, nil)
 	if errors.Is(err, pflag.ErrHelp) {
 		return exitOK, nil
+	}
+	var ue usageError
+	if err != nil && !errors.As(err, &ue) {
+		if log := jsonLogger(cfg.Log.Format); log != nil {
+			path, _ := fs.GetString("config")
+			var problems config.Errors
+			if errors.As(err, &problems) {
+				lines := make([]string, len(problems))
+				for i, p := range problems {
+					lines[i] = p.Error()
+				}
+				log.Error("configuration is not valid", "config", path, "problems", lines, "exit_code", exitConfig)
+			} else {
+				log.Error("configuration cannot be loaded", "config", path, "error", err.Error(), "exit_code", exitConfig)
+			}
+			return exitConfig, reportedError{err}
+		}
 	}
 	if err != nil {
 		return exitConfig, err
@@ -98,6 +128,35 @@ func runDaemon(args []string) (int, error) {
 		return exitConfig, err
 	}
 	slog.SetDefault(log)
+	code, err := runConsumer(cfg, log)
+	if err != nil {
+		msg := "start-up failed"
+		switch code {
+		case exitRuntime:
+			msg = "stopped by a failure"
+		case exitDrainTimeout:
+			msg = "drain deadline passed"
+		}
+		log.Error(msg, "error", err.Error(), "exit_code", code)
+		return code, reportedError{err}
+	}
+	return code, nil
+}
+
+// jsonLogger returns a JSON logger on stderr when format means JSON there, else nil. A format
+// that is not valid counts as auto.
+func jsonLogger(format string) *slog.Logger {
+	if format != "json" && format != "text" {
+		format = "auto"
+	}
+	if format == "json" || (format == "auto" && !logging.IsTerminal(os.Stderr)) {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return nil
+}
+
+// runConsumer runs the consumer until a signal stops it; its error is the reason for the code.
+func runConsumer(cfg config.Config, log *slog.Logger) (int, error) {
 
 	// hardCtx ends only on a second signal: everything runs under it.
 	hardCtx, hardStop := context.WithCancel(context.Background())

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/shardhose/shardhose/checkpoint"
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/internal/testenv"
+	"github.com/shardhose/shardhose/sinks/sinktest"
 )
 
 // binPath is the shardhose binary built once for the end-to-end tests.
@@ -138,22 +138,8 @@ type daemon struct {
 	code   int
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer collects a daemon's output while the test reads it.
+type lockedBuffer = sinktest.LogBuffer
 
 func startDaemon(t *testing.T, cfgPath, workerID string) *daemon {
 	t.Helper()

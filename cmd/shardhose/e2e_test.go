@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,20 +184,60 @@ sinks:
 }
 
 // TestStartupFailuresAreOneLineAndExit1 covers a missing stream and an unreachable endpoint.
+// The configuration asks for JSON logs, so the error is one JSON line like every other.
 func TestStartupFailuresAreOneLineAndExit1(t *testing.T) {
 	s := newE2EStack(t, 1)
 	missingStream := s.config(t, 1, 1, "")
 	rewrite(t, missingStream, "name: "+s.stream, "name: no-such-stream")
 	out, code := runCLI(t, "run", "-c", missingStream)
-	if code != 1 || !strings.Contains(out, `stream "no-such-stream" not found`) {
+	if last := lastJSONLine(t, out); code != 1 || last["msg"] != "start-up failed" || !strings.Contains(fmt.Sprint(last["error"]), `stream "no-such-stream" not found`) {
 		t.Errorf("missing stream: exit %d, output:\n%s", code, out)
 	}
 
 	unreachable := s.config(t, 1, 1, "")
 	rewrite(t, unreachable, s.env.DynamoDB, "http://127.0.0.1:1")
 	out, code = runCLI(t, "run", "-c", unreachable)
-	if code != 1 || !strings.Contains(out, "lease table") || !strings.Contains(out, "127.0.0.1:1") {
+	if last := fmt.Sprint(lastJSONLine(t, out)["error"]); code != 1 || !strings.Contains(last, "lease table") || !strings.Contains(last, "127.0.0.1:1") {
 		t.Errorf("unreachable DynamoDB: exit %d, output:\n%s", code, out)
+	}
+}
+
+// lastJSONLine checks that every line of out is a JSON object and returns the last.
+func lastJSONLine(t *testing.T, out string) map[string]any {
+	t.Helper()
+	var last map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		last = nil
+		if err := json.Unmarshal([]byte(l), &last); err != nil {
+			t.Errorf("a line is not JSON (%v): %q", err, l)
+		}
+	}
+	return last
+}
+
+// TestConfigErrorsFollowTheLogFormat: with log.format json a configuration that does not
+// validate is reported as one JSON line naming every problem (it used to be plain text, which a
+// JSON log collector cannot read); with text it stays a list for a person.
+func TestConfigErrorsFollowTheLogFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	bad := "stream:\n  colour: blue\nleases:\n  renew_interval: -5s\nlog:\n  format: json\nsinks:\n  - {name: archive, type: s3, s3: {bucket: b}}\n"
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLI(t, "run", "-c", path)
+	last := lastJSONLine(t, out)
+	if code != 1 || last["level"] != "ERROR" || last["msg"] != "configuration is not valid" {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+	problems := fmt.Sprint(last["problems"])
+	for _, key := range []string{"stream.colour", "leases.renew_interval", "stream.name"} {
+		if !strings.Contains(problems, key) {
+			t.Errorf("problems do not name %s: %s", key, problems)
+		}
+	}
+	out, code = runCLI(t, "run", "-c", path, "--log-format", "text")
+	if code != 1 || !strings.HasPrefix(out, "shardhose: "+path+" is not valid:\nstream.colour: unknown key\n") {
+		t.Errorf("text format: exit %d, output:\n%s", code, out)
 	}
 }
 

@@ -100,6 +100,10 @@ func run(args []string) int {
 	default:
 		err = usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
+	var reported reportedError
+	if errors.As(err, &reported) {
+		return code
+	}
 	if err != nil {
 		var ce commandUsageError
 		if errors.As(err, &ce) {

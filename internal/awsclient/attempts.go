@@ -64,7 +64,7 @@ func (e *TimeoutError) Timeout() bool { return true }
 
 // CallError is the error of an AWS call, with how many attempts the SDK made (its own retries
 // included). Every client made from Load returns its errors wrapped in one; its message is the
-// wrapped error's.
+// wrapped error's. outage.Attempts reads the count through errors.As.
 type CallError struct {
 	attempts int
 	err      error
@@ -75,16 +75,6 @@ func (e *CallError) Unwrap() error { return e.err }
 
 // Attempts is how many HTTP attempts the call made, at least 1.
 func (e *CallError) Attempts() int { return e.attempts }
-
-// Attempts returns how many attempts the AWS call that returned err made (the SDK's retries
-// included), or 1 when err carries no count (an error that did not come from a client of Load).
-func Attempts(err error) int {
-	var ce *CallError
-	if errors.As(err, &ce) && ce.attempts > 0 {
-		return ce.attempts
-	}
-	return 1
-}
 
 type attemptTimeoutKey struct{}
 

@@ -7,7 +7,7 @@
 // retry with their own policy under their own context, so an SDK call either succeeds or returns
 // within a few seconds with an error the caller classifies. Each attempt is bounded by the
 // aws.timeouts key of its kind of call (TimeoutError), and every error says how many attempts
-// the call made (Attempts), so a caller can log the real count.
+// the call made (CallError), so a caller can log the real count.
 package awsclient
 
 import (
@@ -99,7 +99,7 @@ func Endpoint(cfg config.AWS, service string) string {
 // client with the timeouts above, a standard retryer of MaxAttempts attempts without the
 // client-side retry quota (which, once drained by an outage, fails calls that were never tried),
 // a timeout on each attempt from cfg.Timeouts (a zero key means no bound), errors that carry
-// their attempt count (Attempts), and the SDK's own log lines sent to log (nil: slog.Default()).
+// their attempt count (CallError), and the SDK's own log lines sent to log (nil: slog.Default()).
 // It does no network I/O for static credentials; the default chain may read files and, on EC2,
 // the instance metadata service, within ctx.
 func Load(ctx context.Context, cfg config.AWS, log *slog.Logger) (aws.Config, error) {

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/shardhose/shardhose/config"
+	"github.com/shardhose/shardhose/internal/outage"
 )
 
 // silentServer accepts requests, reads their bodies and never answers (a frozen process behind
@@ -78,8 +79,8 @@ func TestSilentServerFailsAWriteWithinTheDefaultTimeout(t *testing.T) {
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "aws.timeouts.write") {
 		t.Errorf("error does not say which timeout ran out: %v", err)
 	}
-	if n := Attempts(err); n != 1 || requests.Load() != 1 {
-		t.Errorf("Attempts(err) = %d, server saw %d requests; want 1 and 1", n, requests.Load())
+	if n := outage.Attempts(err); n != 1 || requests.Load() != 1 {
+		t.Errorf("outage.Attempts(err) = %d, server saw %d requests; want 1 and 1", n, requests.Load())
 	}
 }
 
@@ -159,15 +160,15 @@ func TestAttemptsCountTheSDKRetries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := putItem(t.Context(), DynamoDB(awsCfg, c)); err == nil || Attempts(err) != MaxAttempts || requests.Load() != MaxAttempts {
-		t.Errorf("a call failing with 500: Attempts(err) = %d, server saw %d; want %d (err %v)", Attempts(err), requests.Load(), MaxAttempts, err)
+	if err := putItem(t.Context(), DynamoDB(awsCfg, c)); err == nil || outage.Attempts(err) != MaxAttempts || requests.Load() != MaxAttempts {
+		t.Errorf("a call failing with 500: outage.Attempts(err) = %d, server saw %d; want %d (err %v)", outage.Attempts(err), requests.Load(), MaxAttempts, err)
 	}
 	status = http.StatusBadRequest
 	requests.Store(0)
-	if err := putItem(t.Context(), DynamoDB(awsCfg, c)); err == nil || Attempts(err) != 1 || requests.Load() != 1 {
-		t.Errorf("a call refused with 400: Attempts(err) = %d, server saw %d; want 1 (err %v)", Attempts(err), requests.Load(), err)
+	if err := putItem(t.Context(), DynamoDB(awsCfg, c)); err == nil || outage.Attempts(err) != 1 || requests.Load() != 1 {
+		t.Errorf("a call refused with 400: outage.Attempts(err) = %d, server saw %d; want 1 (err %v)", outage.Attempts(err), requests.Load(), err)
 	}
-	if Attempts(errors.New("not from the SDK")) != 1 {
+	if outage.Attempts(errors.New("not from the SDK")) != 1 {
 		t.Error("an error without a count must count as one attempt")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 )
 
@@ -50,7 +51,7 @@ func DeliverOrBackup(ctx context.Context, c clock.Clock, policy retry.Policy,
 		log = slog.New(slog.DiscardHandler)
 	}
 	out, lastErr := retry.Do(ctx, c, policy, deliver, func(attempt int, err error, wait time.Duration) {
-		log.Warn("delivery failed; retrying", "attempt", attempt, "retry_in", wait, "error", err)
+		log.Debug("delivery failed; retrying", "attempt", attempt, "sdk_attempts", outage.Attempts(err), "retry_in", wait, "error", err)
 	})
 	attempts = out.Attempts
 	if lastErr == nil {

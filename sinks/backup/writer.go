@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 )
@@ -108,6 +109,7 @@ type S3Writer struct {
 	sinkName string
 	clock    clock.Clock
 	log      *slog.Logger
+	health   *outage.Reporter // the backup bucket's outages
 	policy   retry.Policy
 }
 
@@ -159,6 +161,7 @@ func NewS3Writer(o S3Options) (*S3Writer, error) {
 		w.log = slog.New(slog.DiscardHandler)
 	}
 	w.log = w.log.With("sink", o.SinkName, "backup_bucket", o.Bucket)
+	w.health = outage.New(outage.Options{Dependency: "s3", Resource: o.Bucket, Logger: w.log, Clock: w.clock})
 	if w.policy == (retry.Policy{}) {
 		w.policy = FirehoseHTTPRetry
 	}
@@ -237,7 +240,7 @@ func (w *S3Writer) put(ctx context.Context, folder string, at time.Time, records
 		}
 		body = z.Bytes()
 	}
-	attemptPut := func(ctx context.Context, _ int) error {
+	attemptPut := w.health.Track(func(ctx context.Context, _ int) error {
 		_, err := w.client.PutObject(ctx, &awss3.PutObjectInput{
 			Bucket:        aws.String(w.bucket),
 			Key:           aws.String(key),
@@ -249,9 +252,9 @@ func (w *S3Writer) put(ctx context.Context, folder string, at time.Time, records
 			return fmt.Errorf("put backup object s3://%s/%s: %w", w.bucket, key, err)
 		}
 		return nil
-	}
+	}, "key", key)
 	failed := func(attempt int, err error, wait time.Duration) {
-		w.log.Warn("backup write failed; retrying", "key", key, "records", records, "bytes", len(body), "attempt", attempt, "retry_in", wait, "error", err)
+		w.log.Debug("backup write failed; retrying", "key", key, "records", records, "bytes", len(body), "attempt", attempt, "sdk_attempts", outage.Attempts(err), "retry_in", wait, "error", err)
 	}
 	out, err := retry.Do(ctx, w.clock, w.policy, attemptPut, failed)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/firehose/types"
 
 	"github.com/shardhose/shardhose/hooks"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks/backup"
@@ -91,14 +92,14 @@ func (d *delivery) sendPending(ctx context.Context) error {
 	total := len(d.pending)
 	if s.backup == nil {
 		retrying := func(attempt int, err error, wait time.Duration) {
-			s.log.Warn("firehose did not accept every record; sending the rest again", "attempt", attempt, "records", len(d.pending), "retry_in", wait, "error", err)
+			s.log.Debug("firehose did not accept every record; sending the rest again", "attempt", attempt, "sdk_attempts", outage.Attempts(err), "records", len(d.pending), "retry_in", wait, "error", err)
 		}
-		if _, err := retry.Do(ctx, s.clock, s.policy, d.attempt, retrying); err != nil {
+		if _, err := retry.Do(ctx, s.clock, s.policy, s.health.Track(d.attempt), retrying); err != nil {
 			return fmt.Errorf("deliver to firehose delivery stream %s: %d of %d records not accepted: %w", s.stream, len(d.pending), total, err)
 		}
 		return nil
 	}
-	delivered, attempts, err := backup.DeliverOrBackup(ctx, s.clock, s.policy, d.attempt, d.backUp, s.log)
+	delivered, attempts, err := backup.DeliverOrBackup(ctx, s.clock, s.policy, s.health.Track(d.attempt), d.backUp, s.log)
 	if err != nil {
 		return fmt.Errorf("deliver to firehose delivery stream %s: %d of %d records neither accepted nor backed up: %w", s.stream, len(d.pending), total, err)
 	}

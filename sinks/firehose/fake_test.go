@@ -18,6 +18,7 @@ import (
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks/backup"
+	"github.com/shardhose/shardhose/sinks/sinktest"
 )
 
 // answer is what the fake returns for one PutRecordBatch call: an error for the whole call, or
@@ -189,25 +190,7 @@ func (f *fakeBackup) stored() []backupWrite {
 	return slices.Clone(f.writes)
 }
 
-// lockedBuffer is a bytes.Buffer safe for a logger used from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func testLogger(buf *lockedBuffer) *slog.Logger {
+func testLogger(buf *sinktest.LogBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
@@ -112,6 +113,7 @@ type Sink struct {
 	backup  backup.Writer
 	clock   clock.Clock
 	log     *slog.Logger
+	health  *outage.Reporter // the delivery stream's outages, from every call of the sink
 	hooks   hooks.Set
 	policy  retry.Policy
 	newline bool
@@ -183,6 +185,7 @@ func New(opts Options) (*Sink, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("sink", s.name, "delivery_stream", s.stream)
+	s.health = outage.New(outage.Options{Dependency: "firehose", Resource: s.stream, Logger: s.log, Clock: s.clock})
 
 	interval := time.Duration(cfg.BufferingHints.IntervalInSeconds) * time.Second
 	if interval == 0 {

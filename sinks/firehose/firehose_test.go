@@ -34,14 +34,14 @@ type fixture struct {
 	bak   *fakeBackup
 	clock *clock.Fake
 	acks  *sinktest.AckRecorder
-	logs  *lockedBuffer
+	logs  *sinktest.LogBuffer
 }
 
 // newFixture starts a sink on a fake client and a fake clock; edit changes the config, and
 // withBackup gives it a fake backup.
 func newFixture(t *testing.T, withBackup bool, edit func(*config.FirehoseSink), hks ...any) *fixture {
 	t.Helper()
-	f := &fixture{fake: newFake(t), clock: clock.NewFake(sinktest.Start), acks: sinktest.NewAckRecorder(t), logs: &lockedBuffer{}}
+	f := &fixture{fake: newFake(t), clock: clock.NewFake(sinktest.Start), acks: sinktest.NewAckRecorder(t), logs: &sinktest.LogBuffer{}}
 	cfg := testConfig()
 	if edit != nil {
 		edit(&cfg)

@@ -463,24 +463,6 @@ func (f *fakeS3) errorRecords(t *testing.T) []backup.ErrorRecord {
 	return out
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // hookRecorder counts the hooks' calls.
 type hookRecorder struct {
 	mu        sync.Mutex
@@ -509,7 +491,7 @@ type env struct {
 	recv  *receiver
 	s3    *fakeS3
 	sink  *Sink
-	logs  *syncBuffer
+	logs  *sinktest.LogBuffer
 	acks  *sinktest.AckRecorder
 	hooks *hookRecorder
 	cfg   config.HTTPSink
@@ -536,7 +518,7 @@ func newEnv(t *testing.T, mod func(*config.HTTPSink)) *env {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
 	sig := newSignal()
-	e := &env{t: t, ctx: ctx, sig: sig, clk: newTestClock(sig), recv: newReceiver(t, sig), logs: &syncBuffer{}, acks: sinktest.NewAckRecorder(t), hooks: &hookRecorder{}}
+	e := &env{t: t, ctx: ctx, sig: sig, clk: newTestClock(sig), recv: newReceiver(t, sig), logs: &sinktest.LogBuffer{}, acks: sinktest.NewAckRecorder(t), hooks: &hookRecorder{}}
 	e.s3 = &fakeS3{sig: sig, objects: map[string][]byte{}}
 	e.cfg = testConfig(e.recv.srv.URL)
 	if mod != nil {

@@ -46,7 +46,7 @@ func motoObjects(t *testing.T, ctx context.Context, c *awss3.Client, bucket stri
 }
 
 // newMotoSink starts a sink on the real clock whose backup is a bucket in moto's S3.
-func newMotoSink(t *testing.T, recv *receiver, mod func(*config.HTTPSink)) (*Sink, *awss3.Client, string, *syncBuffer) {
+func newMotoSink(t *testing.T, recv *receiver, mod func(*config.HTTPSink)) (*Sink, *awss3.Client, string, *sinktest.LogBuffer) {
 	t.Helper()
 	client := testenv.S3Client(t, testenv.Require(t))
 	bucket := testenv.UniqueName(t, "http-backup")
@@ -57,7 +57,7 @@ func newMotoSink(t *testing.T, recv *receiver, mod func(*config.HTTPSink)) (*Sin
 	cfg.S3Backup.Prefix = "it/"
 	cfg.S3Backup.Compression = "GZIP"
 	mod(&cfg)
-	logs := &syncBuffer{}
+	logs := &sinktest.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w, err := backup.NewS3Writer(backup.S3Options{Client: client, Bucket: bucket, Prefix: cfg.S3Backup.Prefix, Compression: cfg.S3Backup.Compression, SinkName: "it-http", Logger: log})
 	if err != nil {

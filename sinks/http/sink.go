@@ -22,6 +22,7 @@ import (
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
@@ -91,6 +92,7 @@ type Sink struct {
 	client    *http.Client
 	clock     clock.Clock
 	log       *slog.Logger
+	health    *outage.Reporter // the endpoint's outages, from every request of the sink
 	hooks     hooks.Set
 	batcher   *batcher.Batcher
 }
@@ -197,6 +199,7 @@ func New(opts Options) (*Sink, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("sink", s.name, "endpoint", s.endpoint)
+	s.health = outage.New(outage.Options{Dependency: "http", Resource: s.endpoint, Logger: s.log, Clock: s.clock})
 
 	b, err := batcher.New(batcher.Options{
 		MaxRecords:  MaxRecordsPerRequest,
@@ -319,7 +322,12 @@ func (s *Sink) deliver(ctx context.Context, recs []record.Record) error {
 	log := s.log.With("request_id", req.id, "records", len(req.records))
 	start := s.clock.Now()
 	delivered, attempts, err := backup.DeliverOrBackup(ctx, s.clock, s.policy,
-		func(ctx context.Context, attempt int) error { return s.post(ctx, req, attempt) },
+		s.health.Track(func(ctx context.Context, attempt int) error {
+			if err := s.post(ctx, req, attempt); err != nil {
+				return s.scrub(err)
+			}
+			return nil
+		}),
 		func(ctx context.Context, lastErr error, attempts int) error {
 			return s.backupFailed(ctx, req.records, lastErr, attempts)
 		},

@@ -50,6 +50,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -59,6 +60,7 @@ import (
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
@@ -113,6 +115,7 @@ type Sink struct {
 	backup         backup.Writer
 	clock          clock.Clock
 	log            *slog.Logger
+	health         *outage.Reporter // the cluster's outages, from every bulk request of the sink
 	hooks          hooks.Set
 	policy         retry.Policy
 	index          string
@@ -220,6 +223,7 @@ func New(opts Options) (*Sink, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("sink", s.name)
+	s.health = outage.New(outage.Options{Dependency: "opensearch", Resource: strings.Join(cfg.Endpoints, ","), Logger: s.log, Clock: s.clock})
 	if cfg.TLS.InsecureSkipVerify {
 		s.log.Warn("tls.insecure_skip_verify is on: the cluster's certificate is not checked, so anyone on the path can read the documents and credentials")
 	}

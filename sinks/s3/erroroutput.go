@@ -9,6 +9,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks/backup"
@@ -128,9 +129,9 @@ func (w *ownErrorWriter) WriteErrors(ctx context.Context, folder string, recs []
 		body = z.Bytes()
 	}
 	key := w.keys.key(at, nil, outputType)
-	put := func(ctx context.Context, _ int) error { return w.s.put(ctx, key, body) }
+	put := w.s.health.Track(func(ctx context.Context, _ int) error { return w.s.put(ctx, key, body) }, "key", key)
 	failed := func(attempt int, err error, wait time.Duration) {
-		w.s.log.Warn("s3 error output write failed; retrying", "key", key, "attempt", attempt, "records", len(recs), "retry_in", wait, "error", err)
+		w.s.log.Debug("s3 error output write failed; retrying", "key", key, "attempt", attempt, "sdk_attempts", outage.Attempts(err), "records", len(recs), "retry_in", wait, "error", err)
 	}
 	out, err := retry.Do(ctx, w.s.clock, w.s.policy, put, failed)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
@@ -108,6 +109,7 @@ type Sink struct {
 	multipart     MultipartAPI // nil: every object is one PutObject
 	clock         clock.Clock
 	log           *slog.Logger
+	health        *outage.Reporter // the bucket's outages, from every PUT of the sink
 	hooks         hooks.Set
 	policy        retry.Policy
 	format        format
@@ -318,6 +320,7 @@ func New(opts Options) (*Sink, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("sink", s.name)
+	s.health = outage.New(outage.Options{Dependency: "s3", Resource: s.bucket, Logger: s.log, Clock: s.clock})
 	s.errs = opts.Errors
 	if s.errs == nil {
 		errExt := ""
@@ -704,9 +707,9 @@ func (s *Sink) deliver(ctx context.Context, o *object) error {
 	}
 	key := s.keys.key(o.oldest, o.keys, "")
 	body := buf.Bytes()
-	put := func(ctx context.Context, _ int) error { return s.put(ctx, key, body) }
+	put := s.health.Track(func(ctx context.Context, _ int) error { return s.put(ctx, key, body) }, "key", key)
 	failed := func(attempt int, err error, wait time.Duration) {
-		s.log.Warn("s3 put object failed; retrying", "key", key, "attempt", attempt, "records", records, "bytes", len(body), "retry_in", wait, "error", err)
+		s.log.Debug("s3 put object failed; retrying", "key", key, "attempt", attempt, "sdk_attempts", outage.Attempts(err), "records", records, "bytes", len(body), "retry_in", wait, "error", err)
 		hooks.Each(s.hooks, func(h hooks.DeliveryFailed) { h.OnDeliveryFailed(s.name, records, err) })
 	}
 	out, err := retry.Do(ctx, s.clock, s.policy, put, failed)

@@ -3,8 +3,10 @@ package s3
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
@@ -690,5 +692,51 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	cfg.Prefix = "logs/!{timestamp:yyyy}/"
 	if _, err := New(Options{Name: "ok", Config: cfg, Client: newFakeS3()}); err == nil || !strings.Contains(err.Error(), "error_output_prefix: must be set") {
 		t.Fatalf("New with a prefix expression and no error prefix returned %v, want error_output_prefix to be required", err)
+	}
+}
+
+// An outage of the bucket is logged when the first PUT fails, not once per attempt, and its end
+// once when a PUT succeeds again.
+func TestBucketOutageIsLoggedOnceAndItsRecovery(t *testing.T) {
+	ctx := waitCtx(t)
+	f := newFakeS3()
+	f.failNext = 3
+	clk := clock.NewFake(testStart)
+	var logs sinktest.LogBuffer
+	s, err := New(Options{Name: "test-sink", Config: testConfig(0), Client: f, Clock: clk,
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(ctx) })
+	acks := sinktest.NewAckRecorder(t)
+	if err := s.Write(ctx, sinktest.Records(5, "shardId-000000000000"), acks.Done(1)); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err := clk.WaitForTimers(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		if attempt == 1 && !strings.Contains(logs.String(), `"msg":"dependency failing"`) {
+			t.Fatalf("the first failed PUT was not logged at once:\n%s", logs.String())
+		}
+		clk.Advance(5 * time.Second)
+	}
+	if err := acks.Wait(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Msg, Level, Dependency, Resource, Sink string }
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("not JSON: %q", l)
+		}
+		if rec.Dependency != "s3" || rec.Resource != "bucket" || rec.Sink != "test-sink" || strings.Count(l, `"sink":`) != 1 {
+			t.Errorf("line does not name the sink once and the bucket: %s", l)
+		}
+		msgs = append(msgs, rec.Level+" "+rec.Msg)
+	}
+	if want := []string{"WARN dependency failing", "INFO dependency recovered"}; !slices.Equal(msgs, want) {
+		t.Fatalf("logged %q, want %q", msgs, want)
 	}
 }

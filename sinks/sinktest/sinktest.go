@@ -5,6 +5,7 @@ package sinktest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +130,22 @@ func (a *AckRecorder) waitFor(ctx context.Context, ok func() bool, what string) 
 		case <-ch:
 		}
 	}
+}
+
+// LogBuffer collects log output from many goroutines; String returns everything so far.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
