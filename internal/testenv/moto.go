@@ -141,8 +141,16 @@ func (s *Server) Start() {
 
 // Freeze stops the server's processes (SIGSTOP): connections are still accepted by the kernel,
 // but nothing is answered, as when a host hangs or a partition swallows the packets. Thaw
-// resumes them.
-func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+// resumes them. A test that ends while the server is frozen thaws it first, so that the
+// cleanups of its resources (deleting a bucket, say) do not hang.
+func (s *Server) Freeze() {
+	s.signal(syscall.SIGSTOP)
+	s.t.Cleanup(func() {
+		if s.cmd != nil && s.cmd.Process != nil {
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGCONT)
+		}
+	})
+}
 
 // Thaw resumes a frozen server (SIGCONT).
 func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
