@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shardhose/shardhose/config"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
 	"github.com/shardhose/shardhose/sinks/backup"
@@ -617,3 +618,33 @@ type nopWriter struct{}
 
 func (nopWriter) WriteErrors(context.Context, string, []backup.ErrorRecord) error { return nil }
 func (nopWriter) WriteRaw(context.Context, []record.Record) error                 { return nil }
+
+// An endpoint outage is one line when the first request fails and one when a request succeeds
+// again, naming the sink and the endpoint; each failed attempt is a debug line only.
+func TestEndpointOutageIsLoggedOnceWithItsRecovery(t *testing.T) {
+	e := newEnv(t, nil)
+	e.recv.setScript(func(n int, _ received) reply {
+		if n < 4 {
+			return reply{status: http.StatusBadGateway}
+		}
+		return reply{}
+	})
+	e.deliverAll(recordsOf(3))
+	var outages []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if m["level"] == "WARN" && m["msg"] != outage.MsgFailing {
+			t.Errorf("a warning other than the outage line: %v", m)
+		}
+		if m["dependency"] == "http" {
+			outages = append(outages, m)
+		}
+	}
+	if len(outages) != 2 || outages[0]["msg"] != outage.MsgFailing || outages[0]["sink"] != "http-sink" ||
+		outages[1]["msg"] != outage.MsgRecovered || outages[1]["failures"] != 4.0 {
+		t.Fatalf("outage lines %v: want one failing line for the endpoint, then one recovery after 4 failures", outages)
+	}
+}
