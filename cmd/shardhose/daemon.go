@@ -115,7 +115,11 @@ func runDaemon(args []string) (int, error) {
 				}
 				log.Error("configuration is not valid", "config", path, "problems", lines, "exit_code", exitConfig)
 			} else {
-				log.Error("configuration cannot be loaded", "config", path, "error", err.Error(), "exit_code", exitConfig)
+				cause := err
+				if inner := errors.Unwrap(err); inner != nil {
+					cause = inner // without loadConfig's "FILE is not valid:" line
+				}
+				log.Error("configuration cannot be loaded", "config", path, "error", cause.Error(), "exit_code", exitConfig)
 			}
 			return exitConfig, reportedError{err}
 		}

@@ -239,6 +239,17 @@ func TestConfigErrorsFollowTheLogFormat(t *testing.T) {
 	if code != 1 || !strings.HasPrefix(out, "shardhose: "+path+" is not valid:\nstream.colour: unknown key\n") {
 		t.Errorf("text format: exit %d, output:\n%s", code, out)
 	}
+
+	// A file that does not parse says nothing of its format: auto applies, and stderr is a pipe
+	// here, so JSON.
+	unparsable := filepath.Join(t.TempDir(), "unparsable.yaml")
+	if err := os.WriteFile(unparsable, []byte("stream: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runCLI(t, "run", "-c", unparsable)
+	if last := lastJSONLine(t, out); code != 1 || last["msg"] != "configuration cannot be loaded" || !strings.Contains(fmt.Sprint(last["error"]), "yaml") {
+		t.Errorf("unparsable file: exit %d, output:\n%s", code, out)
+	}
 }
 
 // rewrite replaces old with new in the file at path.
