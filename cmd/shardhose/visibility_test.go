@@ -211,3 +211,53 @@ func TestDynamoDBFreezeIsLoggedWithinSeconds(t *testing.T) {
 	}
 	t.Logf("DynamoDB outage lines: %q; %d records delivered", msgs(d.outageLines(t, "dynamodb")), len(sent))
 }
+
+// TestStreamFreezeIsLoggedWithinSeconds freezes the stream's server (a private kinesalite) while
+// the daemon polls it: the daemon must log the stream's outage within 10 s, naming the stream,
+// the shard and the call, and its recovery once after SIGCONT, then deliver what was put.
+func TestStreamFreezeIsLoggedWithinSeconds(t *testing.T) {
+	s := newE2EStack(t, 1)
+	kin := testenv.StartKinesalite(t)
+	s.env.Kinesis = kin.Endpoint
+	s.kin = testenv.KinesisClient(t, s.env)
+	testenv.CreateStream(t, s.kin, s.stream, 1)
+	cfg := s.config(t, 1, 1, "")
+	withTimeouts(t, cfg)
+	first := makeRecords(0, 100)
+	puts := testenv.PutRecords(t, s.kin, s.stream, first)
+	d := startDaemon(t, cfg, "worker-a")
+	waitFor(t, 60*time.Second, "the first records checkpointed", func() (bool, string) {
+		l := s.leases(t)[puts[0].ShardID]
+		return l.Checkpoint.SequenceNumber == puts[len(puts)-1].SequenceNumber, "at " + l.Checkpoint.String()
+	})
+
+	frozenAt := time.Now()
+	kin.Freeze()
+	waitFor(t, 10*time.Second, "the stream's outage in the log", func() (bool, string) {
+		return len(d.outageLines(t, "kinesis")) > 0, "no line yet"
+	})
+	line := d.outageLines(t, "kinesis")[0]
+	if line["msg"] != outage.MsgFailing || line["resource"] != s.stream || line["shard"] != puts[0].ShardID ||
+		!strings.Contains(fmt.Sprint(line["error"]), "aws.timeouts.read") {
+		t.Fatalf("first outage line %v: want %q naming stream %s, shard %s and aws.timeouts.read", line, outage.MsgFailing, s.stream, puts[0].ShardID)
+	}
+	t.Logf("stream outage logged %.1fs after the freeze: %v", time.Since(frozenAt).Seconds(), line)
+
+	kin.Thaw()
+	waitFor(t, 60*time.Second, "the stream's recovery in the log", func() (bool, string) {
+		lines := d.outageLines(t, "kinesis")
+		return lines[len(lines)-1]["msg"] == outage.MsgRecovered, fmt.Sprint(msgs(lines))
+	})
+	after := makeRecords(100, 100)
+	testenv.PutRecords(t, s.kin, s.stream, after)
+	waitFor(t, 60*time.Second, "every record in S3", func() (bool, string) {
+		counts, _ := s.delivered(t)
+		n, sample := missing(append(first, after...), counts)
+		return n == 0, fmt.Sprintf("%d missing, e.g. %v", n, sample)
+	})
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if code := d.waitExit(40 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	t.Logf("stream outage lines: %q", msgs(d.outageLines(t, "kinesis")))
+}

@@ -76,6 +76,36 @@ func StartDynalite(t testing.TB) *Dynalite {
 	})
 }
 
+// Kinesalite is a private kinesalite server (Kinesis).
+type Kinesalite = Server
+
+// StartKinesalite starts a private kinesalite as the stack's scripts run it
+// (deploy/local/lib/kinesalite.js, kept on 127.0.0.1 by lib/loopback.js) on a free 127.0.0.1
+// port and stops it at cleanup.
+func StartKinesalite(t testing.TB) *Kinesalite {
+	t.Helper()
+	return startServer(t, "kinesalite", func(port int) ([]string, error) {
+		node, err := exec.LookPath("node")
+		if err != nil {
+			return nil, fmt.Errorf("node not found: %w", err)
+		}
+		env, err := exec.LookPath("env")
+		if err != nil {
+			return nil, err
+		}
+		root, err := repoRoot()
+		if err != nil {
+			return nil, err
+		}
+		local := filepath.Join(root, "deploy", "local")
+		if _, err := os.Stat(filepath.Join(local, "node_modules", "kinesalite")); err != nil {
+			return nil, fmt.Errorf("kinesalite is not installed (make local-up installs it): %w", err)
+		}
+		return []string{env, fmt.Sprintf("KINESALITE_PORT=%d", port), node, "--require", filepath.Join(local, "lib", "loopback.js"),
+			filepath.Join(local, "lib", "kinesalite.js")}, nil
+	})
+}
+
 // repoRoot is the directory of the module's go.mod, found upwards from the working directory.
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
