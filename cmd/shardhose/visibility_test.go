@@ -82,6 +82,36 @@ func (d *daemon) outageLines(t *testing.T, dependency string) []map[string]any {
 	return out
 }
 
+// startFlowing puts recs, starts a daemon with short aws.timeouts, and waits until recs are
+// delivered and checkpointed.
+func (s *e2eStack) startFlowing(t *testing.T, recs []testenv.Rec) (*daemon, []testenv.Put) {
+	t.Helper()
+	cfg := s.config(t, 1, 1, "")
+	withTimeouts(t, cfg)
+	puts := testenv.PutRecords(t, s.kin, s.stream, recs)
+	d := startDaemon(t, cfg, "worker-a")
+	waitFor(t, 60*time.Second, "the first records delivered and checkpointed", func() (bool, string) {
+		l := s.leases(t)[puts[0].ShardID]
+		return l.Checkpoint.SequenceNumber == puts[len(puts)-1].SequenceNumber, "at " + l.Checkpoint.String()
+	})
+	return d, puts
+}
+
+// deliveredThenStop waits until every record of recs is in S3, then stops the daemon with
+// SIGTERM and expects exit code 0.
+func (s *e2eStack) deliveredThenStop(t *testing.T, d *daemon, recs []testenv.Rec) {
+	t.Helper()
+	waitFor(t, 60*time.Second, "every record in S3", func() (bool, string) {
+		counts, _ := s.delivered(t)
+		n, sample := missing(recs, counts)
+		return n == 0, fmt.Sprintf("%d missing, e.g. %v", n, sample)
+	})
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if code := d.waitExit(40 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
 func msgs(lines []map[string]any) []string {
 	out := make([]string, len(lines))
 	for i, l := range lines {
@@ -99,15 +129,8 @@ func msgs(lines []map[string]any) []string {
 func TestS3FreezeIsLoggedWithinSecondsThenItsRecovery(t *testing.T) {
 	s := newE2EStack(t, 1)
 	m := s.withPrivateMoto(t)
-	cfg := s.config(t, 1, 1, "")
-	withTimeouts(t, cfg)
 	first := makeRecords(0, 100)
-	puts := testenv.PutRecords(t, s.kin, s.stream, first)
-	d := startDaemon(t, cfg, "worker-a")
-	waitFor(t, 60*time.Second, "the first records delivered and checkpointed", func() (bool, string) {
-		l := s.leases(t)[puts[0].ShardID]
-		return l.Checkpoint.SequenceNumber == puts[len(puts)-1].SequenceNumber, "at " + l.Checkpoint.String()
-	})
+	d, _ := s.startFlowing(t, first)
 	if lines := d.outageLines(t, "s3"); len(lines) != 0 {
 		t.Fatalf("outage lines before the freeze: %v", lines)
 	}
@@ -141,15 +164,7 @@ func TestS3FreezeIsLoggedWithinSecondsThenItsRecovery(t *testing.T) {
 		lines := d.outageLines(t, "s3")
 		return lines[len(lines)-1]["msg"] == outage.MsgRecovered, fmt.Sprint(msgs(lines))
 	})
-	waitFor(t, 60*time.Second, "every record in S3", func() (bool, string) {
-		counts, _ := s.delivered(t)
-		n, sample := missing(append(first, during...), counts)
-		return n == 0, fmt.Sprintf("%d missing, e.g. %v", n, sample)
-	})
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	if code := d.waitExit(40 * time.Second); code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
+	s.deliveredThenStop(t, d, append(first, during...))
 	lines := d.outageLines(t, "s3")
 	recovered := 0
 	for _, l := range lines {
@@ -221,15 +236,8 @@ func TestStreamFreezeIsLoggedWithinSeconds(t *testing.T) {
 	s.env.Kinesis = kin.Endpoint
 	s.kin = testenv.KinesisClient(t, s.env)
 	testenv.CreateStream(t, s.kin, s.stream, 1)
-	cfg := s.config(t, 1, 1, "")
-	withTimeouts(t, cfg)
 	first := makeRecords(0, 100)
-	puts := testenv.PutRecords(t, s.kin, s.stream, first)
-	d := startDaemon(t, cfg, "worker-a")
-	waitFor(t, 60*time.Second, "the first records checkpointed", func() (bool, string) {
-		l := s.leases(t)[puts[0].ShardID]
-		return l.Checkpoint.SequenceNumber == puts[len(puts)-1].SequenceNumber, "at " + l.Checkpoint.String()
-	})
+	d, puts := s.startFlowing(t, first)
 
 	frozenAt := time.Now()
 	kin.Freeze()
@@ -250,14 +258,6 @@ func TestStreamFreezeIsLoggedWithinSeconds(t *testing.T) {
 	})
 	after := makeRecords(100, 100)
 	testenv.PutRecords(t, s.kin, s.stream, after)
-	waitFor(t, 60*time.Second, "every record in S3", func() (bool, string) {
-		counts, _ := s.delivered(t)
-		n, sample := missing(append(first, after...), counts)
-		return n == 0, fmt.Sprintf("%d missing, e.g. %v", n, sample)
-	})
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	if code := d.waitExit(40 * time.Second); code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
+	s.deliveredThenStop(t, d, append(first, after...))
 	t.Logf("stream outage lines: %q", msgs(d.outageLines(t, "kinesis")))
 }
