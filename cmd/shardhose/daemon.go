@@ -113,7 +113,11 @@ func runDaemon(args []string) (int, error) {
 				for i, p := range problems {
 					lines[i] = p.Error()
 				}
-				log.Error("configuration is not valid", "config", path, "problems", lines, "exit_code", exitConfig)
+				attrs := []any{"config", path, "problems", lines, "exit_code", exitConfig}
+				if path == "" {
+					attrs = append(attrs, "hint", "no file given: use -c FILE, or SHARDHOSE_CONFIG")
+				}
+				log.Error("configuration is not valid", attrs...)
 			} else {
 				cause := err
 				if inner := errors.Unwrap(err); inner != nil {
