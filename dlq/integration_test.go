@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,11 @@ import (
 	"github.com/shardhose/shardhose/internal/testenv"
 	"github.com/shardhose/shardhose/record"
 )
+
+// testVisibility is the visibility timeout of the tests' SQS readers: a message whose receive
+// answer is lost on the way (moto's connections break now and then) reappears within it, and
+// the reader waits for it that long at most.
+const testVisibility = 10 * time.Second
 
 // overflowPrefix is where the integration tests' destinations overflow to.
 const overflowPrefix = "dead-letters/records/"
@@ -325,6 +331,63 @@ func (st *replayStack) putBatch(t *testing.T, name string, n, size int) Failure 
 	return f
 }
 
+// replayAll replays what r reads into the target stream, closes r, and returns the stats and
+// each letter's result; it fails the test for a letter that was not replayed and removed.
+func (st *replayStack) replayAll(t *testing.T, r *SQSReader) (ReplayStats, []LetterResult) {
+	t.Helper()
+	kin := testenv.KinesisClient(t, st.env)
+	var results []LetterResult
+	stats, err := Replay(t.Context(), ReplayOptions{
+		Reader:  r,
+		Fetcher: &Fetcher{S3: st.s3c, Kinesis: kin, PollInterval: 200 * time.Millisecond},
+		Client:  kin,
+		Stream:  st.target,
+		OnLetter: func(lr LetterResult) {
+			if lr.Err != nil {
+				t.Errorf("%s: %v", lr.Letter.Origin, lr.Err)
+			}
+			if !lr.Removed {
+				t.Errorf("%s: not removed", lr.Letter.Origin)
+			}
+			results = append(results, lr)
+		},
+	})
+	if err := errors.Join(err, r.Close(t.Context())); err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	return stats, results
+}
+
+// checkTargetAndQueue fails the test unless the target stream holds exactly the records want
+// (as keyed gives them) and the dead-letter queue is empty.
+func (st *replayStack) checkTargetAndQueue(t *testing.T, want []string) {
+	t.Helper()
+	var got []string
+	for _, r := range readStream(t, testenv.KinesisClient(t, st.env), st.target, len(want)) {
+		got = append(got, aws.ToString(r.PartitionKey)+"="+string(r.Data))
+	}
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(got, want) {
+		t.Errorf("target stream holds %d records, want %d (each dead letter's records exactly once)", len(got), len(want))
+	}
+	if n := queueDepth(t, st.q, st.url); n != 0 {
+		t.Errorf("%d messages left in the dead-letter queue, want 0", n)
+	}
+}
+
+// threeBatches puts three batches into the source stream, to be dead-lettered with records
+// inline (5), overflowed to S3 (300 of 1 KiB) and as metadata only (7), then 3 records more: a
+// fetch from the stream must stop at the metadata-only letter's endSequenceNumber.
+func (st *replayStack) threeBatches(t *testing.T) (inline, overflowed, metadata Failure) {
+	t.Helper()
+	inline = st.putBatch(t, "inline", 5, 50)
+	overflowed = st.putBatch(t, "overflowed", 300, 1024)
+	metadata = st.putBatch(t, "metadata", 7, 80)
+	st.putBatch(t, "after", 3, 10)
+	return inline, overflowed, metadata
+}
+
 // sendMetadataOnly sends f's dead letter as Lambda writes it: no records, no pointer to them.
 func (st *replayStack) sendMetadataOnly(t *testing.T, f Failure) {
 	t.Helper()
@@ -353,12 +416,7 @@ func keyed(recs []record.Record) []string {
 func TestReplayFromSQS(t *testing.T) {
 	st := newReplayStack(t)
 	ctx := t.Context()
-	kin := testenv.KinesisClient(t, st.env)
-	inline := st.putBatch(t, "inline", 5, 50)
-	overflowed := st.putBatch(t, "overflowed", 300, 1024)
-	metadata := st.putBatch(t, "metadata", 7, 80)
-	// Records after the metadata-only batch: the fetch must stop at endSequenceNumber.
-	st.putBatch(t, "after", 3, 10)
+	inline, overflowed, metadata := st.threeBatches(t)
 
 	for _, f := range []Failure{inline, overflowed} {
 		if err := st.dest.Send(ctx, f); err != nil {
@@ -367,25 +425,10 @@ func TestReplayFromSQS(t *testing.T) {
 	}
 	st.sendMetadataOnly(t, metadata)
 
-	r := NewSQSReader(st.q, SQSReaderOptions{QueueURL: st.url, Batch: 1})
+	stats, results := st.replayAll(t, NewSQSReader(st.q, SQSReaderOptions{QueueURL: st.url, Batch: 1, VisibilityTimeout: testVisibility}))
 	froms := map[string]RecordsFrom{}
-	stats, err := Replay(ctx, ReplayOptions{
-		Reader:  r,
-		Fetcher: &Fetcher{S3: st.s3c, Kinesis: kin, PollInterval: 200 * time.Millisecond},
-		Client:  kin,
-		Stream:  st.target,
-		OnLetter: func(lr LetterResult) {
-			if lr.Err != nil {
-				t.Errorf("%s: %v", lr.Letter.Origin, lr.Err)
-			}
-			if !lr.Removed {
-				t.Errorf("%s: replayed but not removed", lr.Letter.Origin)
-			}
-			froms[strings.TrimSuffix(lr.Letter.Message.ErrorMessage, " failed")] = lr.From
-		},
-	})
-	if err := errors.Join(err, r.Close(ctx)); err != nil {
-		t.Fatalf("Replay: %v", err)
+	for _, lr := range results {
+		froms[strings.TrimSuffix(lr.Letter.Message.ErrorMessage, " failed")] = lr.From
 	}
 	want := slices.Concat(keyed(inline.Records), keyed(overflowed.Records), keyed(metadata.Records))
 	if stats.Letters != 3 || stats.Replayed != 3 || stats.Removed != 3 || stats.Records != len(want) {
@@ -394,19 +437,7 @@ func TestReplayFromSQS(t *testing.T) {
 	if froms["inline"] != FromMessage || froms["overflowed"] != FromS3 || froms["metadata"] != FromStream {
 		t.Errorf("records found in %v", froms)
 	}
-
-	var got []string
-	for _, r := range readStream(t, kin, st.target, len(want)) {
-		got = append(got, aws.ToString(r.PartitionKey)+"="+string(r.Data))
-	}
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("target stream holds %d records, want %d (the three batches exactly)", len(got), len(want))
-	}
-	if n := queueDepth(t, st.q, st.url); n != 0 {
-		t.Errorf("%d messages left in the dead-letter queue, want 0", n)
-	}
+	st.checkTargetAndQueue(t, want)
 	t.Logf("replayed %d dead letters, %d records (%d inline, %d from S3, %d from the source stream) into %s",
 		stats.Replayed, stats.Records, len(inline.Records), len(overflowed.Records), len(metadata.Records), st.target)
 }
@@ -423,7 +454,7 @@ func TestReplayLeavesSQSMessagesUnlessSent(t *testing.T) {
 	}
 	fetch := &Fetcher{S3: st.s3c, Kinesis: kin}
 
-	r := NewSQSReader(st.q, SQSReaderOptions{QueueURL: st.url, Batch: 1})
+	r := NewSQSReader(st.q, SQSReaderOptions{QueueURL: st.url, Batch: 1, VisibilityTimeout: testVisibility})
 	stats, err := Replay(ctx, ReplayOptions{Reader: r, Fetcher: fetch, Client: kin, Stream: st.target + "-missing",
 		Retry: retry.Policy{Initial: 10 * time.Millisecond, MaxAttempts: 3}})
 	if !errors.Is(err, ErrTargetStream) {
@@ -439,7 +470,7 @@ func TestReplayLeavesSQSMessagesUnlessSent(t *testing.T) {
 		t.Errorf("%d messages in the queue after a failed replay, want 2", n)
 	}
 
-	r = NewSQSReader(st.q, SQSReaderOptions{QueueURL: st.url, Batch: 1})
+	r = NewSQSReader(st.q, SQSReaderOptions{QueueURL: st.url, Batch: 1, VisibilityTimeout: testVisibility})
 	stats, err = Replay(ctx, ReplayOptions{Reader: r, Fetcher: fetch, Client: kin, Stream: st.target, DryRun: true})
 	if err := errors.Join(err, r.Close(ctx)); err != nil {
 		t.Fatalf("dry run: %v", err)
@@ -451,7 +482,7 @@ func TestReplayLeavesSQSMessagesUnlessSent(t *testing.T) {
 		t.Errorf("%d messages in the queue after a dry run, want 2", n)
 	}
 	// The released messages are visible again at once: a real replay now takes both.
-	r = NewSQSReader(st.q, SQSReaderOptions{QueueURL: st.url, Batch: 1})
+	r = NewSQSReader(st.q, SQSReaderOptions{QueueURL: st.url, Batch: 1, VisibilityTimeout: testVisibility})
 	stats, err = Replay(ctx, ReplayOptions{Reader: r, Fetcher: fetch, Client: kin, Stream: st.target})
 	if err := errors.Join(err, r.Close(ctx)); err != nil || stats.Removed != 2 {
 		t.Fatalf("replay after the dry run: %+v, %v", stats, err)
@@ -462,4 +493,83 @@ func TestReplayLeavesSQSMessagesUnlessSent(t *testing.T) {
 	if n := queueDepth(t, st.q, st.url); n != 0 {
 		t.Errorf("%d messages left, want 0", n)
 	}
+}
+
+// lostSendAnswer sends every message twice, as the SDK does when the connection breaks after
+// SQS stored the message and before its answer arrived: the call is retried and stored again.
+type lostSendAnswer struct{ SQSAPI }
+
+func (l lostSendAnswer) SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	if _, err := l.SQSAPI.SendMessage(ctx, in, opts...); err != nil {
+		return nil, err
+	}
+	return l.SQSAPI.SendMessage(ctx, in, opts...)
+}
+
+// lostReceiveAnswer throws away the answer of the nth ReceiveMessage that brought a message and
+// receives again, as the SDK does when the connection breaks after SQS handed the message out:
+// that message stays hidden for its visibility timeout without its reader ever seeing it.
+type lostReceiveAnswer struct {
+	SQSReadAPI
+	nth   int
+	calls int
+}
+
+func (l *lostReceiveAnswer) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	out, err := l.SQSReadAPI.ReceiveMessage(ctx, in, opts...)
+	if err != nil || len(out.Messages) == 0 {
+		return out, err
+	}
+	if l.calls++; l.calls == l.nth {
+		return l.SQSReadAPI.ReceiveMessage(ctx, in, opts...)
+	}
+	return out, nil
+}
+
+// Answers lost after SQS acted on them: a dead letter sent twice (SendMessage retried) and a
+// message received but never seen by the reader (ReceiveMessage retried). Replay still re-sends
+// each batch's records exactly once, removes both copies of the duplicate, and waits for the
+// hidden message to come back instead of ending without it.
+func TestReplayFromSQSAfterLostAnswers(t *testing.T) {
+	st := newReplayStack(t)
+	ctx := t.Context()
+	inline, overflowed, metadata := st.threeBatches(t)
+
+	dest, err := NewSQS(st.q, st.url, Overflow{Client: st.s3c, Bucket: st.bucket, Prefix: overflowPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice, err := NewSQS(lostSendAnswer{st.q}, st.url, Overflow{Client: st.s3c, Bucket: st.bucket, Prefix: overflowPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dest.Send(ctx, inline); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if err := twice.Send(ctx, overflowed); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	st.sendMetadataOnly(t, metadata)
+	if n := queueDepth(t, st.q, st.url); n != 4 {
+		t.Fatalf("%d messages in the queue, want 4 (the overflowed dead letter twice)", n)
+	}
+
+	// The fourth message received (the metadata-only dead letter) is lost on its way.
+	stats, results := st.replayAll(t, NewSQSReader(&lostReceiveAnswer{SQSReadAPI: st.q, nth: 4}, SQSReaderOptions{QueueURL: st.url, Batch: 1, VisibilityTimeout: testVisibility}))
+	seen := map[string]int{}
+	for _, lr := range results {
+		if !lr.Duplicate {
+			seen[lr.Letter.Message.ErrorMessage]++
+		}
+	}
+	want := slices.Concat(keyed(inline.Records), keyed(overflowed.Records), keyed(metadata.Records))
+	if stats.Letters != 4 || stats.Duplicates != 1 || stats.Replayed != 3 || stats.Removed != 4 || stats.Records != len(want) {
+		t.Errorf("stats %+v, want 4 letters read, 1 duplicate, 3 replayed, 4 removed, %d records", stats, len(want))
+	}
+	for _, name := range []string{"inline failed", "overflowed failed", "metadata failed"} {
+		if seen[name] != 1 {
+			t.Errorf("dead letter %q replayed %d times, want once", name, seen[name])
+		}
+	}
+	st.checkTargetAndQueue(t, want)
 }

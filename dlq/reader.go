@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // Letter is one stored dead letter read back by a Reader.
@@ -51,6 +54,7 @@ type SQSReadAPI interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
 	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
 
 var _ SQSReadAPI = (*sqs.Client)(nil)
@@ -66,22 +70,38 @@ type SQSReaderOptions struct {
 	// may be handled twice.
 	VisibilityTimeout time.Duration
 	// WaitTime is the long-polling wait of each ReceiveMessage (default 1 s); a receive that
-	// waits this long and gets no new message ends the reading.
+	// waits this long and gets no new message ends the reading, unless messages are hidden.
 	WaitTime time.Duration
+	// HiddenWait bounds the wait, once no new message comes, for messages of the queue that are
+	// hidden but not held by this reader (default VisibilityTimeout plus WaitTime). Such a
+	// message was received by another reader, or by a receive whose answer was lost (the SDK
+	// retried it after the connection broke): it reappears when its visibility timeout ends.
+	HiddenWait time.Duration
+	// Logger is told when the reader waits for hidden messages; nil discards it.
+	Logger *slog.Logger
 }
+
+// ErrHiddenLetters is wrapped by SQSReader.Next's error when messages of the queue stayed hidden
+// (in flight for another reader) for all of HiddenWait: they were not read.
+var ErrHiddenLetters = errors.New("dead letters hidden by another receive")
 
 // SQSReader reads dead letters from an SQS queue. Messages it receives stay hidden (the
 // visibility timeout) until they are deleted by Done or released by Close, so each is read once
 // per run; a message that reappears after its timeout is recognized by its id and not returned
-// twice. Reading ends when a receive brings no message not seen before.
+// twice. Reading ends when a receive brings no message not seen before and the queue holds no
+// hidden message other than this reader's: a message hidden by another receive (one whose
+// answer was lost on the way counts) is waited for, up to HiddenWait, so that none is left out
+// silently.
 type SQSReader struct {
-	client  SQSReadAPI
-	opts    SQSReaderOptions
-	buf     []Letter
-	seen    map[string]bool
-	pending map[string]string // message id → latest receipt handle, for received and not Done
-	order   []string          // ids in pending, in receive order
-	done    bool
+	client      SQSReadAPI
+	opts        SQSReaderOptions
+	buf         []Letter
+	seen        map[string]bool
+	pending     map[string]string // message id → latest receipt handle, for received and not Done
+	order       []string          // ids in pending, in receive order
+	done        bool
+	hiddenSince time.Time // when the wait for messages hidden by others began; zero: not waiting
+	clear       bool      // the last count found no message hidden by others
 }
 
 var _ Reader = (*SQSReader)(nil)
@@ -96,6 +116,9 @@ func NewSQSReader(client SQSReadAPI, opts SQSReaderOptions) *SQSReader {
 	}
 	if opts.WaitTime <= 0 {
 		opts.WaitTime = time.Second
+	}
+	if opts.HiddenWait <= 0 {
+		opts.HiddenWait = opts.VisibilityTimeout + opts.WaitTime
 	}
 	return &SQSReader{client: client, opts: opts, seen: map[string]bool{}, pending: map[string]string{}}
 }
@@ -135,13 +158,56 @@ func (r *SQSReader) Next(ctx context.Context) (Letter, error) {
 			l.Message, l.Err = ParseMessage(raw)
 			r.buf = append(r.buf, l)
 		}
-		if fresh == 0 {
+		if fresh > 0 {
+			r.hiddenSince, r.clear = time.Time{}, false
+			continue
+		}
+		if r.clear {
+			// Nothing was hidden before this receive, and it brought nothing new.
 			r.done = true
+			continue
+		}
+		hidden, err := r.hiddenByOthers(ctx)
+		if err != nil {
+			return Letter{}, err
+		}
+		switch {
+		case hidden == 0:
+			// A message may have reappeared since the receive: one more receive sees it.
+			r.clear = true
+		case r.hiddenSince.IsZero():
+			r.hiddenSince = time.Now()
+			if r.opts.Logger != nil {
+				r.opts.Logger.Info("dead-letter queue: messages hidden by another receive; waiting for them to reappear",
+					"queue", r.opts.QueueURL, "hidden", hidden, "wait_up_to", r.opts.HiddenWait.String())
+			}
+		case time.Since(r.hiddenSince) >= r.opts.HiddenWait:
+			r.done = true
+			return Letter{}, fmt.Errorf("sqs queue %s: %d message(s) still hidden after %s, received by another reader or by a receive whose answer was lost: %w; they were not read (run again once they are visible)",
+				r.opts.QueueURL, hidden, r.opts.HiddenWait, ErrHiddenLetters)
 		}
 	}
 	l := r.buf[0]
 	r.buf = r.buf[1:]
 	return l, nil
+}
+
+// hiddenByOthers returns how many of the queue's messages are hidden (in flight) without being
+// held by this reader.
+func (r *SQSReader) hiddenByOthers(ctx context.Context) (int, error) {
+	name := sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible
+	out, err := r.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(r.opts.QueueURL), AttributeNames: []sqstypes.QueueAttributeName{name},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqs queue %s: count hidden messages: %w", r.opts.QueueURL, err)
+	}
+	v := out.Attributes[string(name)]
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("sqs queue %s: attribute %s = %q: not a count", r.opts.QueueURL, name, v)
+	}
+	return max(0, n-len(r.pending)), nil
 }
 
 // Done deletes the letter's message from the queue.

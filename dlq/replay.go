@@ -56,6 +56,10 @@ type LetterResult struct {
 	// Removed is true when the dead letter was removed from where it was stored (an SQS message
 	// deleted); only after all its records were accepted.
 	Removed bool
+	// Duplicate is true when a dead letter with the same id (requestContext.requestId) was
+	// replayed earlier in this Replay: a destination stored it twice (a send retried after its
+	// answer was lost). Its records are not sent again; it is removed like the first.
+	Duplicate bool
 	// Err says why the dead letter was not replayed, or was replayed but not removed. A letter
 	// that is not a dead letter is skipped with Letter.Err as Err.
 	Err error
@@ -63,11 +67,12 @@ type LetterResult struct {
 
 // ReplayStats sums up a Replay.
 type ReplayStats struct {
-	Letters  int // dead letters read
-	Replayed int // whose records were all accepted (on a dry run: whose records were found)
-	Removed  int // removed after replay (SQS messages deleted)
-	Failed   int // not replayed, or replayed but not removed
-	Records  int // records accepted (on a dry run: records found)
+	Letters    int // dead letters read
+	Replayed   int // whose records were all accepted (on a dry run: whose records were found)
+	Removed    int // removed after replay (SQS messages deleted)
+	Failed     int // not replayed, or replayed but not removed
+	Records    int // records accepted (on a dry run: records found)
+	Duplicates int // copies of a dead letter replayed earlier in the run: removed, not re-sent
 }
 
 // ErrTargetStream is wrapped by Replay's error when the target stream does not exist; Replay
@@ -88,6 +93,10 @@ var ErrTargetStream = errors.New("target stream does not exist")
 // It returns nil when every dead letter read was replayed (and removed, where its store removes);
 // otherwise an error saying how many were not. It stops early, wrapping ErrTargetStream, when the
 // target stream does not exist, and with ctx's error when ctx ends.
+//
+// Each dead letter's records are sent once per Replay: a copy of a dead letter already replayed
+// in this run (same requestContext.requestId, as when an SQS send was retried after its answer
+// was lost and the queue holds the letter twice) is removed without sending its records again.
 func Replay(ctx context.Context, opts ReplayOptions) (ReplayStats, error) {
 	var st ReplayStats
 	if opts.Reader == nil || opts.Fetcher == nil || (opts.Deliver == nil && (opts.Client == nil || opts.Stream == "")) {
@@ -100,6 +109,19 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayStats, error) {
 		if opts.OnLetter != nil {
 			opts.OnLetter(r)
 		}
+	}
+	replayed := map[string]bool{} // ids of the dead letters whose records were all accepted
+	remove := func(l Letter, res LetterResult) {
+		if err := opts.Reader.Done(ctx, l); err != nil {
+			res.Err = fmt.Errorf("replayed, but not removed (a later replay sends its records again): %w", err)
+			report(res)
+			return
+		}
+		res.Removed = l.handle != "" // only SQS letters have a receipt handle; only they are removed
+		if res.Removed {
+			st.Removed++
+		}
+		report(res)
 	}
 	for opts.Max <= 0 || st.Letters < opts.Max {
 		l, err := opts.Reader.Next(ctx)
@@ -115,6 +137,17 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayStats, error) {
 			continue
 		}
 		res := LetterResult{Letter: l}
+		id := l.Message.RequestContext.RequestID
+		if id != "" && replayed[id] {
+			res.Duplicate = true
+			st.Duplicates++
+			if opts.DryRun {
+				report(res)
+			} else {
+				remove(l, res)
+			}
+			continue
+		}
 		recs, from, err := opts.Fetcher.Records(ctx, l.Message)
 		res.From = from
 		if err != nil {
@@ -132,6 +165,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayStats, error) {
 		if opts.DryRun {
 			st.Replayed++
 			st.Records += len(recs)
+			replayed[id] = id != ""
 			report(res)
 			continue
 		}
@@ -173,16 +207,8 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayStats, error) {
 			continue
 		}
 		st.Replayed++
-		if err := opts.Reader.Done(ctx, l); err != nil {
-			res.Err = fmt.Errorf("replayed, but not removed (a later replay sends its records again): %w", err)
-			report(res)
-			continue
-		}
-		res.Removed = l.handle != "" // only SQS letters have a receipt handle; only they are removed
-		if res.Removed {
-			st.Removed++
-		}
-		report(res)
+		replayed[id] = id != ""
+		remove(l, res)
 	}
 	if st.Failed > 0 {
 		return st, fmt.Errorf("replay: %d of %d dead letters not replayed or not removed", st.Failed, st.Letters)

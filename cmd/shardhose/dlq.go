@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -97,7 +98,8 @@ type dlqSource struct {
 }
 
 // dlqOpenReader opens the reader the flags (or, for what they leave out, the configuration) name.
-func dlqOpenReader(f dlqFlags, fs *pflag.FlagSet, cfg config.Config, awsCfg aws.Config, sqsBatch int) (dlqSource, error) {
+// log (nil: none) is told when the SQS reader waits for messages hidden by another receive.
+func dlqOpenReader(f dlqFlags, fs *pflag.FlagSet, cfg config.Config, awsCfg aws.Config, sqsBatch int, log *slog.Logger) (dlqSource, error) {
 	d := cfg.DeadLetter
 	from := f.from
 	if from == "" {
@@ -118,7 +120,7 @@ func dlqOpenReader(f dlqFlags, fs *pflag.FlagSet, cfg config.Config, awsCfg aws.
 		if url == "" {
 			return dlqSource{}, usageError{"--from sqs needs --queue-url (no dead_letter.sqs.queue_url is configured)"}
 		}
-		r := dlq.NewSQSReader(awsclient.SQS(awsCfg, cfg.AWS), dlq.SQSReaderOptions{QueueURL: url, Batch: sqsBatch, VisibilityTimeout: f.visibility})
+		r := dlq.NewSQSReader(awsclient.SQS(awsCfg, cfg.AWS), dlq.SQSReaderOptions{QueueURL: url, Batch: sqsBatch, VisibilityTimeout: f.visibility, Logger: log})
 		return dlqSource{reader: r, where: "sqs " + url}, nil
 	case "s3":
 		bucket, prefix := f.bucket, f.prefix
@@ -182,7 +184,7 @@ func dlqInspect(ctx context.Context, args []string, out io.Writer) (int, error) 
 	if err != nil {
 		return exitConfig, fmt.Errorf("aws configuration: %w", err)
 	}
-	src, err := dlqOpenReader(f, fs, cfg, awsCfg, 10)
+	src, err := dlqOpenReader(f, fs, cfg, awsCfg, 10, nil)
 	if err != nil {
 		return exitConfig, err
 	}
@@ -259,7 +261,7 @@ func dlqReplay(ctx context.Context, args []string, out io.Writer) (int, error) {
 		return exitConfig, fmt.Errorf("aws configuration: %w", err)
 	}
 	// One message at a time from SQS, so none waits hidden while another is replayed.
-	src, err := dlqOpenReader(f, fs, cfg, awsCfg, 1)
+	src, err := dlqOpenReader(f, fs, cfg, awsCfg, 1, log)
 	if err != nil {
 		return exitConfig, err
 	}
@@ -294,6 +296,12 @@ func dlqReplay(ctx context.Context, args []string, out io.Writer) (int, error) {
 			switch {
 			case r.Letter.Err != nil:
 				fmt.Fprintf(out, "skipped       %s: %v\n", r.Letter.Origin, r.Err)
+			case r.Duplicate && r.Err == nil:
+				line := fmt.Sprintf("duplicate     %s: copy of dead letter %s, already replayed; not sent again", r.Letter.Origin, r.Letter.Message.RequestContext.RequestID)
+				if r.Removed {
+					line += "; message deleted"
+				}
+				fmt.Fprintln(out, line)
 			case r.Err != nil && r.Sent == r.Records && r.Records > 0:
 				fmt.Fprintf(out, "NOT REMOVED   %s: %d records put into %s, but %v\n", r.Letter.Origin, r.Records, target, r.Err)
 			case r.Err != nil:
@@ -312,8 +320,12 @@ func dlqReplay(ctx context.Context, args []string, out io.Writer) (int, error) {
 		fmt.Fprintf(out, "dry run: %d of %d dead letters from %s would be replayed (%d records) into %s; nothing was sent or deleted\n",
 			stats.Replayed, stats.Letters, src.where, stats.Records, target)
 	} else {
-		fmt.Fprintf(out, "replayed %d of %d dead letters from %s (%d records) into %s; %d removed\n",
+		fmt.Fprintf(out, "replayed %d of %d dead letters from %s (%d records) into %s; %d removed",
 			stats.Replayed, stats.Letters, src.where, stats.Records, target, stats.Removed)
+		if stats.Duplicates > 0 {
+			fmt.Fprintf(out, "; %d duplicate%s not sent again", stats.Duplicates, dlqPlural(stats.Duplicates))
+		}
+		fmt.Fprintln(out)
 	}
 	switch {
 	case errors.Is(err, dlq.ErrTargetStream):

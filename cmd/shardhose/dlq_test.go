@@ -267,7 +267,7 @@ func TestDLQCommandsAgainstSQS(t *testing.T) {
 	}
 	cfg := dlqConfig(t, &env, fmt.Sprintf("  type: sqs\n  sqs: {queue_url: %q}\n  overflow: {bucket: %s, prefix: dl/records/}\n", url, bucket))
 
-	out, code, err := runDLQCommand(t, "inspect", "-c", cfg, "--records", "1")
+	out, code, err := runDLQCommand(t, "inspect", "-c", cfg, "--visibility-timeout", "10s", "--records", "1")
 	if err != nil || code != exitOK {
 		t.Fatalf("inspect: exit %d, %v\n%s", code, err, out)
 	}
@@ -287,7 +287,7 @@ func TestDLQCommandsAgainstSQS(t *testing.T) {
 	}
 	t.Logf("inspect output:\n%s", out)
 
-	out, code, err = runDLQCommand(t, "replay", "-c", cfg, "--to-stream", target, "--dry-run")
+	out, code, err = runDLQCommand(t, "replay", "-c", cfg, "--visibility-timeout", "10s", "--to-stream", target, "--dry-run")
 	if err != nil || code != exitOK || !strings.Contains(out, "dry run: 3 of 3 dead letters from sqs "+url+" would be replayed (255 records)") {
 		t.Fatalf("dry run: exit %d, %v\n%s", code, err, out)
 	}
@@ -295,7 +295,7 @@ func TestDLQCommandsAgainstSQS(t *testing.T) {
 		t.Errorf("dry run did not fetch the metadata-only dead letter's records from the stream:\n%s", out)
 	}
 
-	out, code, err = runDLQCommand(t, "replay", "-c", cfg, "--to-stream", target+"-missing")
+	out, code, err = runDLQCommand(t, "replay", "-c", cfg, "--visibility-timeout", "10s", "--to-stream", target+"-missing")
 	if code != exitConfig || err == nil || !strings.Contains(err.Error(), "target stream does not exist") {
 		t.Fatalf("replay into a missing stream: exit %d, %v\n%s", code, err, out)
 	}
@@ -303,7 +303,7 @@ func TestDLQCommandsAgainstSQS(t *testing.T) {
 		t.Fatalf("%d messages after a dry run and a failed replay, want 3", n)
 	}
 
-	out, code, err = runDLQCommand(t, "replay", "-c", cfg, "--to-stream", target)
+	out, code, err = runDLQCommand(t, "replay", "-c", cfg, "--visibility-timeout", "10s", "--to-stream", target)
 	if err != nil || code != exitOK || !strings.Contains(out, "replayed 3 of 3 dead letters from sqs "+url+" (255 records) into "+target+"; 3 removed") {
 		t.Fatalf("replay: exit %d, %v\n%s", code, err, out)
 	}

@@ -187,7 +187,7 @@ func loadtestDeadLetters(fs *pflag.FlagSet, cfg config.Config, awsCfg aws.Config
 	}
 	fetch := &dlq.Fetcher{S3: awsclient.S3(awsCfg, cfg.AWS), Kinesis: kin, Clock: clock.Real()}
 	return func(ctx context.Context) ([][]byte, error) {
-		src, err := dlqOpenReader(dlqFlags{visibility: 30 * time.Second}, fs, cfg, awsCfg, 10)
+		src, err := dlqOpenReader(dlqFlags{visibility: 30 * time.Second}, fs, cfg, awsCfg, 10, nil)
 		if err != nil {
 			return nil, err
 		}
