@@ -31,8 +31,14 @@ VERSION ?= $(shell git describe --tags --dirty 2>/dev/null || \
 LDFLAGS := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 TEST_TIMEOUT ?= 30m
 GOTESTFLAGS ?=
+FUZZTIME ?= 5m
+FUZZFLAGS ?=
+# Every fuzz target, as package:Function; `make fuzz` runs them one after another.
+FUZZ_TARGETS := ./config:FuzzLoad ./sinks/s3/prefix:FuzzParse ./process/eventfilter:FuzzCompileAndMatch \
+	./consumer/kpl:FuzzDeaggregate ./sinks/http:FuzzCheckResponse ./sinks/opensearch:FuzzBulkResponse \
+	./dlq:FuzzParseMessage
 
-.PHONY: build image local-up local-down local-status test test-unit demo demo-load bench clean
+.PHONY: build image local-up local-down local-status test test-unit fuzz demo demo-load bench clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/shardhose ./cmd/shardhose
@@ -56,6 +62,12 @@ test:
 
 test-unit:
 	$(GO) test -short $(GOTESTFLAGS) ./...
+
+fuzz:
+	for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${t##*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) "$${t%%:*}"; \
+	done
 
 demo: build local-up
 	bash $(LOCAL)/demo.sh

@@ -168,17 +168,31 @@ func (run *batchRun) send(ctx context.Context, docs []*doc) error {
 			d.fail(strconv.Itoa(status), text, !retriable(status))
 		}
 		return nil
-	case len(resp.Items) != len(docs):
+	}
+	applyItems(resp, docs)
+	return nil
+}
+
+// applyItems records each document's outcome from a 2xx bulk answer: indexed, failed for now,
+// or failed for good. An answer whose items do not pair one to one with docs fails them all
+// (retriably) as a malformed response, and so does an item without exactly one action. Every document ends with a state, or with a code and a
+// message saying why not.
+func applyItems(resp *bulkResponse, docs []*doc) {
+	if len(resp.Items) != len(docs) {
 		msg := fmt.Sprintf("the cluster answered %d items for %d documents", len(resp.Items), len(docs))
 		for _, d := range docs {
 			d.fail(ErrorCodeMalformedResponse, msg, false)
 		}
-		return nil
+		return
 	}
 	for i, item := range resp.Items {
 		d := docs[i]
+		if len(item) != 1 {
+			d.fail(ErrorCodeMalformedResponse, fmt.Sprintf("item %d of the answer has %d actions, want 1", i, len(item)), false)
+			continue
+		}
 		var it bulkItem
-		for _, v := range item { // one key: the action
+		for _, v := range item { // the one key: the action
 			it = v
 		}
 		switch {
@@ -199,5 +213,4 @@ func (run *batchRun) send(ctx context.Context, docs []*doc) error {
 			d.fail(strconv.Itoa(it.Status), truncate(msg), !retriable(it.Status))
 		}
 	}
-	return nil
 }
