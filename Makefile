@@ -6,8 +6,15 @@
 #   make local-down  stop it
 #   make local-status
 #   make test        all tests against the local stack, which is started first and stopped after,
-#                    whatever the outcome; the exit status is go test's
-#   make test-unit   go test -short, no stack
+#                    whatever the outcome; the exit status is go test's. A test that needs the
+#                    stack fails rather than skips (SHARDHOSE_TEST_REQUIRE_STACK=1)
+#   make test-race   the tests of the packages that run goroutines, under the race detector,
+#                    against the local stack (RACE_PKGS); .ci/run runs it after make test
+#   make test-unit   go test -short: no servers; tests that need them skip, saying why
+#                    Each of the three ends with the skipped tests by reason and a closing line
+#                    "N passed, N failed, N skipped" (internal/testsummary over go test -json)
+#   make fuzz        each fuzz target (FUZZ_TARGETS) for FUZZTIME (default 5m), one after another;
+#                    FUZZFLAGS=-parallel=1 keeps it to one core
 #   make demo        build, start the stack, run deploy/local/demo.sh
 #   make demo-load   build, start the stack, load-test end to end (deploy/local/demo-load.sh):
 #                    the recipe's events at 1,000 records/s for 60 s through kinesalite
@@ -31,6 +38,10 @@ VERSION ?= $(shell git describe --tags --dirty 2>/dev/null || \
 LDFLAGS := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 TEST_TIMEOUT ?= 30m
 GOTESTFLAGS ?=
+# Packages whose code runs goroutines: make test-race runs their tests under the race detector.
+RACE_PKGS ?= ./checkpoint/... ./consumer/... ./dlq/... ./internal/... ./pipeline/... ./process/... ./sinks/...
+# go test -json, summarised: go test's own lines, then a closing "N passed, N failed, N skipped".
+SUMMARY = $(GO) run ./internal/testsummary
 FUZZTIME ?= 5m
 FUZZFLAGS ?=
 # Every fuzz target, as package:Function; `make fuzz` runs them one after another.
@@ -38,7 +49,7 @@ FUZZ_TARGETS := ./config:FuzzLoad ./sinks/s3/prefix:FuzzParse ./process/eventfil
 	./consumer/kpl:FuzzDeaggregate ./sinks/http:FuzzCheckResponse ./sinks/opensearch:FuzzBulkResponse \
 	./dlq:FuzzParseMessage
 
-.PHONY: build image local-up local-down local-status test test-unit fuzz demo demo-load bench clean
+.PHONY: build image local-up local-down local-status test test-race test-unit fuzz demo demo-load bench clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/shardhose ./cmd/shardhose
@@ -57,11 +68,17 @@ local-status:
 	$(LOCAL)/status.sh || true
 
 test:
-	SHARDHOSE_TEST_REQUIRE_STACK=1 $(LOCAL)/with-stack.sh \
-		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) ./...
+	$(GO) build -o /dev/null ./internal/testsummary
+	SHARDHOSE_TEST_REQUIRE_STACK=1 $(LOCAL)/with-stack.sh bash -o pipefail -c \
+		'$(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) ./... | $(SUMMARY)'
+
+test-race:
+	$(GO) build -o /dev/null ./internal/testsummary
+	SHARDHOSE_TEST_REQUIRE_STACK=1 $(LOCAL)/with-stack.sh bash -o pipefail -c \
+		'$(GO) test -race -json -count=1 -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) $(RACE_PKGS) | $(SUMMARY)'
 
 test-unit:
-	$(GO) test -short $(GOTESTFLAGS) ./...
+	SHARDHOSE_TEST_REQUIRE_STACK= $(GO) test -short -json $(GOTESTFLAGS) ./... | $(SUMMARY)
 
 fuzz:
 	for t in $(FUZZ_TARGETS); do \

@@ -20,9 +20,6 @@ import (
 // kinesisLocal returns a client of the local stack's kinesis-local, skipping in -short runs.
 func kinesisLocal(t *testing.T) *kinesis.Client {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	return testenv.KinesisClient(t, testenv.Require(t))
 }
 

@@ -239,9 +239,6 @@ func (s *e2eStack) objectLines(t *testing.T) []string {
 // letters hold one poison record each; the handler calls are counted against the bisect bound.
 // Then `shardhose dlq replay` sends the three back into a second stream, where all three arrive.
 func TestTenThousandRecordsWithThreePoisonRecords(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes 10,000 records")
-	}
 	s := newE2EStack(t, 1)
 	q := newDeadLetterQueue(t, s)
 	const n = 10000

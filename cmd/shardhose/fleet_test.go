@@ -146,13 +146,6 @@ func startWorker(t *testing.T, cfg, workerID string) *daemon {
 	return d
 }
 
-func skipShort(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("fleet test: several worker processes against the local stack")
-	}
-}
-
 // ---- the daemon's logs ----
 
 // logLine is one JSON log line of a worker, with the attributes the fleet tests read.
@@ -695,7 +688,6 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 // polled every 50 ms throughout, must never show the checkpoint or counter going back, nor the
 // paused worker owning the shard again.
 func TestFleetFencingStaleWorkerCannotMoveTheCheckpoint(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 1)
 	cfg := s.fleetConfig(t, fleetOptions{})
 	watch := s.watchLeases(t, 50*time.Millisecond)
@@ -824,7 +816,6 @@ func TestFleetFencingStaleWorkerCannotMoveTheCheckpoint(t *testing.T) {
 // the third with SIGTERM: the leases must end up 3/3/2 and then 4/4, each within two lease
 // durations of the change, and stay so.
 func TestFleetBalance8Shards1To3To2Workers(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 8)
 	cfg := s.fleetConfig(t, fleetOptions{})
 	prod := s.startProducer(t, 16, 200*time.Millisecond)
@@ -872,7 +863,6 @@ func TestFleetBalance8Shards1To3To2Workers(t *testing.T) {
 // within lease_duration + renew_interval (plus a second for process scheduling), they must resume
 // from its last checkpoint, and no record may be missing in S3.
 func TestFleetFailoverAfterSIGKILL(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 6)
 	cfg := s.fleetConfig(t, fleetOptions{})
 	prod := s.startProducer(t, 24, 100*time.Millisecond)
@@ -958,7 +948,6 @@ func TestFleetFailoverAfterSIGKILL(t *testing.T) {
 // its leases after draining, and the others must own them well within a lease duration, resuming
 // at its final checkpoints, with no record delivered twice.
 func TestFleetGracefulHandOffWithinSeconds(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 6)
 	cfg := s.fleetConfig(t, fleetOptions{})
 	prod := s.startProducer(t, 24, 100*time.Millisecond)
@@ -1053,7 +1042,6 @@ func TestFleetGracefulHandOffWithinSeconds(t *testing.T) {
 // in that order, each key's counters must strictly increase. Across workers the order is causal:
 // a child's reader starts only after its parents' SHARD_END, which follows their last PUT.
 func TestFleetReshardKeepsPerKeyOrder(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 4)
 	cfg := s.fleetConfig(t, fleetOptions{maxUploads: 1, batchSize: 10, maxInFlight: 50})
 	prod := s.startProducer(t, 24, 200*time.Millisecond)
@@ -1361,7 +1349,6 @@ func lineCounts(objs []s3Object) map[string]int {
 // aggregate whole and once (never dropped, never half de-aggregated), and the final checkpoint
 // must name the last aggregate's last sub-record.
 func TestFleetKPLAggregatesArriveDeaggregated(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 1)
 	aggs, users := kplAggregates("kpl", 20, 10)
 	corrupt, corruptUsers := kplAggregates("corrupt", 1, 5)
@@ -1440,7 +1427,6 @@ func TestFleetKPLAggregatesArriveDeaggregated(t *testing.T) {
 // DeaggregationFailed) and not delivered to the sinks; the records around it are, and the
 // checkpoint moves past it.
 func TestFleetKPLCorruptAggregateGoesToTheDeadLetters(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 1)
 	aggs, users := kplAggregates("dl", 4, 10)
 	corrupt, _ := kplAggregates("dl-corrupt", 1, 5)
@@ -1520,7 +1506,6 @@ func TestFleetKPLCorruptAggregateGoesToTheDeadLetters(t *testing.T) {
 // drain): it must checkpoint at the last delivered sub-record, and the next worker must deliver
 // exactly the rest, every user record once.
 func TestFleetKPLResumesInsideAnAggregate(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 1)
 	aggs, users := kplAggregates("mid", 4, 10)
 	puts := testenv.PutRecords(t, s.kin, s.stream, aggs)
@@ -1594,10 +1579,7 @@ func findMoto(t *testing.T) string {
 	if m, err := exec.LookPath("moto_server"); err == nil {
 		return m
 	}
-	if os.Getenv(testenv.EnvRequireStack) == "1" {
-		t.Fatal("moto_server not found (SHARDHOSE_MOTO_SERVER, /root/.pyenv/versions/3.11.7/bin/moto_server, PATH)")
-	}
-	t.Skip("moto_server not found")
+	testenv.SkipOrFail(t, "needs a moto_server executable of its own, and none was found (SHARDHOSE_MOTO_SERVER, /root/.pyenv/versions/3.11.7/bin/moto_server, PATH)")
 	return ""
 }
 
@@ -1651,7 +1633,6 @@ func (m *motoServer) kill() {
 // (plus a small margin) naming the undelivered records, with its leases released and the
 // checkpoints before them; a new worker, once S3 is back, delivers every record.
 func TestFleetShutdownWithS3DownFinishesWithinDrainTimeout(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 2)
 	m := &motoServer{bin: findMoto(t), port: freePort(t)}
 	m.start(t)
@@ -1725,7 +1706,6 @@ func privateDelivered(t *testing.T, c *awss3.Client, bucket string) map[string]i
 // shard (a parent at SHARD_END and two children naming it) and compares every row with the
 // table: shard, owner, counter, checkpoint, parents.
 func TestFleetLeasesCommandListsTheTable(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 2)
 	cfg := s.fleetConfig(t, fleetOptions{})
 	testenv.PutRecords(t, s.kin, s.stream, makeRecords(0, 100))

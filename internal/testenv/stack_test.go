@@ -19,9 +19,6 @@ import (
 
 // TestLocalStackAnswers checks every server of the local stack with a write and a read back.
 func TestLocalStackAnswers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test; -short skips it")
-	}
 	e := Require(t)
 
 	t.Run("kinesis-local", func(t *testing.T) {

@@ -1,9 +1,12 @@
 // Package testenv connects integration tests to the local AWS stack that deploy/local starts
 // (kinesis-local, kinesalite, dynalite, moto on fixed 127.0.0.1 ports).
 //
-// Integration tests call Require. When the stack is not reachable the test is skipped, unless
-// SHARDHOSE_TEST_REQUIRE_STACK=1 (set by `make test` and CI), in which case it fails: a run that
-// was meant to exercise the real servers can never pass by skipping them.
+// Require is the one gate of every test that needs a server: it skips the test, saying why,
+// under -short (which means no servers: `make test-unit`) and when the stack does not answer.
+// Under SHARDHOSE_TEST_REQUIRE_STACK=1 (set by `make test` and CI) it fails instead of
+// skipping, in both cases: a run that was meant to exercise the real servers can never pass by
+// skipping them. A test that needs something else the stack's machine provides (a moto_server
+// executable) says so through SkipOrFail, which follows the same rule.
 //
 // Which server for what:
 //   - kinesis-local (Env.Kinesis) is the Kinesis engine LocalStack runs; use it for behaviour:
@@ -71,9 +74,12 @@ func Endpoints() Env {
 	}
 }
 
-// Require returns the local stack's endpoints, skipping or failing the test when a server does not answer.
+// Require returns the local stack's endpoints for a test that needs its servers. Under -short,
+// or when a server does not answer, it skips the test saying why, or fails it under
+// SHARDHOSE_TEST_REQUIRE_STACK=1.
 func Require(t testing.TB) Env {
 	t.Helper()
+	NeedsServers(t, "the local AWS stack (`make test` starts it)")
 	e := Endpoints()
 	for _, s := range []struct{ name, ep string }{
 		{"kinesis-local", e.Kinesis},
@@ -82,14 +88,34 @@ func Require(t testing.TB) Env {
 		{"moto", e.Moto},
 	} {
 		if err := reachable(s.ep); err != nil {
-			if os.Getenv(EnvRequireStack) == "1" {
-				t.Fatalf("local stack: %s at %s does not answer (%v); start it with `make local-up`", s.name, s.ep, err)
-			}
-			t.Skipf("local stack not running (%s at %s: %v); `make test` starts it", s.name, s.ep, err)
+			SkipOrFail(t, fmt.Sprintf("needs the local AWS stack, which is not running: %s at %s does not answer (%v); `make test` starts it, or `make local-up`", s.name, s.ep, err))
 		}
 	}
 	return e
 }
+
+// NeedsServers marks a test that needs servers (what names them): under -short it is skipped,
+// saying so, or failed under SHARDHOSE_TEST_REQUIRE_STACK=1. Require calls it; a test that talks
+// to another server (a real OpenSearch cluster) calls it itself.
+func NeedsServers(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		SkipOrFail(t, "needs "+what+", and -short runs no servers")
+	}
+}
+
+// SkipOrFail skips the test with why, or fails it with why under SHARDHOSE_TEST_REQUIRE_STACK=1.
+func SkipOrFail(t testing.TB, why string) {
+	t.Helper()
+	if StackRequired() {
+		t.Fatalf("%s=1, but this test cannot run: %s", EnvRequireStack, why)
+	}
+	t.Skip("skipped: " + why)
+}
+
+// StackRequired reports whether SHARDHOSE_TEST_REQUIRE_STACK=1: tests that need servers must
+// run, not skip.
+func StackRequired() bool { return os.Getenv(EnvRequireStack) == "1" }
 
 func reachable(ep string) error {
 	u, err := url.Parse(ep)

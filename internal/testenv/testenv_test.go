@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"bufio"
+	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -147,5 +149,75 @@ func TestEndpointsFromEnvironment(t *testing.T) {
 	}
 	if e.Region != "us-east-1" {
 		t.Errorf("Region = %q, want us-east-1", e.Region)
+	}
+}
+
+// gateTB records what the gate did to a test: skipped or failed it, with the reason.
+type gateTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+type gateStop struct{}
+
+func (g *gateTB) Helper() {}
+func (g *gateTB) Skip(args ...any) {
+	g.skipped = fmt.Sprint(args...)
+	panic(gateStop{})
+}
+func (g *gateTB) Fatalf(format string, args ...any) {
+	g.failed = fmt.Sprintf(format, args...)
+	panic(gateStop{})
+}
+
+// runGate runs gate against a recording TB and returns it once the gate stopped the test.
+func runGate(t *testing.T, gate func(testing.TB)) *gateTB {
+	t.Helper()
+	g := &gateTB{TB: t}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(gateStop); !ok {
+					panic(r)
+				}
+			}
+		}()
+		gate(g)
+	}()
+	return g
+}
+
+// With no stack (every endpoint a closed port), Require skips saying why, or fails under
+// SHARDHOSE_TEST_REQUIRE_STACK=1.
+func TestRequireSkipsOrFailsWithTheReason(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	for _, v := range []string{"SHARDHOSE_TEST_KINESIS_ENDPOINT", "SHARDHOSE_TEST_KINESALITE_ENDPOINT", "SHARDHOSE_TEST_DYNAMODB_ENDPOINT", "SHARDHOSE_TEST_MOTO_ENDPOINT"} {
+		t.Setenv(v, closed)
+	}
+	t.Setenv(EnvRequireStack, "")
+	g := runGate(t, func(tb testing.TB) { Require(tb) })
+	if g.failed != "" || !strings.Contains(g.skipped, "needs the local AWS stack") {
+		t.Errorf("without %s: skipped %q, failed %q; want a skip saying the stack is needed", EnvRequireStack, g.skipped, g.failed)
+	}
+	t.Setenv(EnvRequireStack, "1")
+	g = runGate(t, func(tb testing.TB) { Require(tb) })
+	if g.skipped != "" || !strings.Contains(g.failed, EnvRequireStack+"=1") || !strings.Contains(g.failed, "needs the local AWS stack") {
+		t.Errorf("with %s=1: skipped %q, failed %q; want a failure saying the stack is needed", EnvRequireStack, g.skipped, g.failed)
+	}
+}
+
+func TestSkipOrFail(t *testing.T) {
+	t.Setenv(EnvRequireStack, "")
+	if g := runGate(t, func(tb testing.TB) { SkipOrFail(tb, "needs a moto_server") }); g.skipped != "skipped: needs a moto_server" || g.failed != "" {
+		t.Errorf("skipped %q, failed %q", g.skipped, g.failed)
+	}
+	t.Setenv(EnvRequireStack, "1")
+	if g := runGate(t, func(tb testing.TB) { SkipOrFail(tb, "needs a moto_server") }); g.skipped != "" || !strings.HasSuffix(g.failed, "needs a moto_server") {
+		t.Errorf("skipped %q, failed %q", g.skipped, g.failed)
 	}
 }

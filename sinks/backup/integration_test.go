@@ -45,9 +45,6 @@ func storedObjects(t *testing.T, ctx context.Context, c *awss3.Client, bucket st
 // TestIntegrationMotoWrites stores error records and an AllData copy in moto's S3 and reads them
 // back.
 func TestIntegrationMotoWrites(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	client := testenv.S3Client(t, testenv.Require(t))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -113,9 +110,6 @@ func TestIntegrationMotoWrites(t *testing.T) {
 // TestIntegrationMotoPause backs up into a bucket that does not exist yet: the batch is neither
 // delivered nor stored (the sink pauses) until the bucket is created, then it is stored.
 func TestIntegrationMotoPause(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	client := testenv.S3Client(t, testenv.Require(t))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

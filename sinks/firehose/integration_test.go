@@ -111,9 +111,6 @@ func objects(ctx context.Context, t *testing.T, s3c *awss3.Client, bucket, prefi
 // concatenated, whatever the buffering hints. The sink appends newlines so the records can be
 // told apart.
 func TestIntegrationMoto(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	e := testenv.Require(t)
 	fh, s3c := firehoseClient(t, e), testenv.S3Client(t, e)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -193,9 +190,6 @@ func TestIntegrationMoto(t *testing.T) {
 // writer: it lands in moto's S3 as an error record under firehose-failed/, and the records that
 // fit reach the delivery stream.
 func TestIntegrationMotoBackup(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	e := testenv.Require(t)
 	fh, s3c := firehoseClient(t, e), testenv.S3Client(t, e)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -254,9 +248,6 @@ func TestIntegrationMotoBackup(t *testing.T) {
 
 // TestIntegrationMotoCheck finds a missing delivery stream at start-up.
 func TestIntegrationMotoCheck(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	e := testenv.Require(t)
 	cfg := config.FirehoseDefaults()
 	cfg.DeliveryStream = testenv.UniqueName(t, "missing")

@@ -84,9 +84,6 @@ func newMotoSink(t *testing.T, recv *receiver, mod func(*config.HTTPSink)) (*Sin
 // duration, so the records land in moto's S3 as Firehose error records with attemptsMade > 1;
 // then the endpoint recovers and new records flow to it.
 func TestIntegrationOutageLandsInMotoBackup(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	recv := newReceiver(t, newSignal())
@@ -152,9 +149,6 @@ func TestIntegrationOutageLandsInMotoBackup(t *testing.T) {
 
 // TestIntegrationAllDataInMoto: in AllData mode every batch is also stored raw in moto's S3.
 func TestIntegrationAllDataInMoto(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	recv := newReceiver(t, newSignal())

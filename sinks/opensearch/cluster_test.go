@@ -17,6 +17,7 @@ import (
 
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/testenv"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks/opensearch/bulktest"
 	"github.com/shardhose/shardhose/sinks/sinktest"
@@ -49,6 +50,7 @@ func TestRealCluster(t *testing.T) {
 	if raw == "" {
 		t.Skip(envOpenSearchURL + " is not set: no real OpenSearch cluster to test against")
 	}
+	testenv.NeedsServers(t, "the OpenSearch cluster "+envOpenSearchURL+" names")
 	u, err := url.Parse(raw)
 	if err != nil {
 		t.Fatalf("%s: %v", envOpenSearchURL, err)

@@ -29,9 +29,6 @@ var (
 // and a throttled document end up as Firehose error records in S3, every record as an
 // AllDocuments copy, and the rest in the index.
 func TestIntegrationBackupToS3(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	s3c := testenv.S3Client(t, testenv.Require(t))
 	bucket := testenv.UniqueName(t, "os-backup")
 	testenv.CreateBucket(t, s3c, bucket)
@@ -126,9 +123,6 @@ func TestIntegrationBackupToS3(t *testing.T) {
 // not exist yet. Nothing is acknowledged; once the bucket exists, the documents land there as
 // error records and the write is acknowledged.
 func TestIntegrationPauseUntilBackupBucketExists(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	s3c := testenv.S3Client(t, testenv.Require(t))
 	bucket := testenv.UniqueName(t, "os-late")
 	srv := bulktest.Start(t)

@@ -51,9 +51,6 @@ func bucketObjects(ctx context.Context, t *testing.T, client *awss3.Client, buck
 // be partitioned, and reads every object back: one partition per event type under the recipe's
 // prefix, every record exactly once, and the failures as error records under the error prefix.
 func TestIntegrationMotoPartitioned(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	client := testenv.S3Client(t, testenv.Require(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -143,9 +140,6 @@ func TestIntegrationMotoPartitioned(t *testing.T) {
 // TestIntegrationMotoMultipartAndParquet writes a 17 MiB object (a multipart upload with CRC32
 // checksums) and a Parquet file to moto's S3 and reads both back.
 func TestIntegrationMotoMultipartAndParquet(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	client := testenv.S3Client(t, testenv.Require(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()

@@ -25,9 +25,6 @@ var objectKeyPattern = regexp.MustCompile(`^2024/05/06/10/it-sink-1-2024-05-06-1
 // TestIntegrationMoto writes 5,000 records of about 1 KiB from 4 concurrent pseudo-shards to
 // moto's S3 through 1 MiB buffers, two uploads at a time, and reads every object back.
 func TestIntegrationMoto(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	client := testenv.S3Client(t, testenv.Require(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
