@@ -30,6 +30,10 @@ import (
 // binPath is the shardhose binary built once for the end-to-end tests.
 var binPath string
 
+// raceBuild is set when the tests run under the race detector: the binary is then built with
+// -race, and a worker that reports a data race fails its test.
+var raceBuild bool
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "shardhose-bin-")
 	if err != nil {
@@ -37,7 +41,11 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	binPath = filepath.Join(dir, "shardhose")
-	build := exec.Command("go", "build", "-o", binPath, ".")
+	args := []string{"build", "-o", binPath}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building shardhose:", err)
@@ -171,6 +179,9 @@ func startDaemonEnv(t *testing.T, cfgPath, workerID string, env []string) *daemo
 		default:
 			_ = d.cmd.Process.Kill()
 			<-d.exited
+		}
+		if logs := d.logs.String(); strings.Contains(logs, "WARNING: DATA RACE") {
+			t.Errorf("worker %s reported a data race:\n%s", workerID, logs[strings.Index(logs, "WARNING: DATA RACE"):])
 		}
 		if t.Failed() {
 			t.Logf("logs of worker %s:\n%s", workerID, tail(d.logs.String(), 60))
