@@ -220,3 +220,49 @@ func TestReplayDryRunSendsNothing(t *testing.T) {
 		t.Errorf("dry run: %+v, %v, put %d, done %v", st, err, len(put.got), r.done)
 	}
 }
+
+// A dead letter stored twice (the same requestId in two messages) has its records sent once;
+// both copies are removed. A copy of a letter whose replay failed is not a duplicate: it is
+// replayed. A dry run counts the records once too.
+func TestReplaySendsADuplicateLetterOnce(t *testing.T) {
+	a := smallFailure("shardId-a", 3, 2, testTime)
+	b := smallFailure("shardId-b", 2, 2, testTime)
+	bad := smallFailure("shardId-c", 1, 2, testTime)
+	bad.Records[0].Data = []byte("poison")
+	letters := func() []Letter {
+		return []Letter{letterOf(t, "a", a), letterOf(t, "bad", bad), letterOf(t, "a-copy", a), letterOf(t, "b", b), letterOf(t, "bad-copy", bad)}
+	}
+	r := &memReader{letters: letters()}
+	put := &fakePut{fail: map[string]error{"poison": errors.New("InternalFailure")}}
+	var dups []string
+	st, err := Replay(t.Context(), ReplayOptions{
+		Reader: r, Fetcher: &Fetcher{}, Client: put, Stream: "target",
+		Retry: retry.Policy{Initial: time.Microsecond, MaxAttempts: 2},
+		OnLetter: func(lr LetterResult) {
+			if lr.Duplicate {
+				dups = append(dups, lr.Letter.Origin)
+			}
+		},
+	})
+	if err == nil {
+		t.Error("Replay reported success with the poison letter failing twice")
+	}
+	if st.Letters != 5 || st.Replayed != 2 || st.Duplicates != 1 || st.Failed != 2 || st.Records != 5 {
+		t.Errorf("stats %+v, want 5 letters, 2 replayed, 1 duplicate, 2 failed, 5 records", st)
+	}
+	if strings.Join(dups, ",") != "a-copy" {
+		t.Errorf("duplicates %v, want a-copy only", dups)
+	}
+	if strings.Join(r.done, ",") != "a,a-copy,b" {
+		t.Errorf("Done for %v, want a, a-copy and b", r.done)
+	}
+	if len(put.got) != 5 {
+		t.Errorf("put %d records, want 5 (a's 3 once, b's 2)", len(put.got))
+	}
+
+	r = &memReader{letters: letters()}
+	st, err = Replay(t.Context(), ReplayOptions{Reader: r, Fetcher: &Fetcher{}, Client: &fakePut{}, Stream: "target", DryRun: true})
+	if err != nil || st.Replayed != 3 || st.Duplicates != 2 || st.Records != 6 || len(r.done) != 0 {
+		t.Errorf("dry run: %v, stats %+v, done %v; want 3 replayed, 2 duplicates, 6 records, nothing removed", err, st, r.done)
+	}
+}
