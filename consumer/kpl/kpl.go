@@ -38,7 +38,8 @@ func IsAggregate(data []byte) bool {
 
 // Deaggregate splits an aggregated record into its user records, in order (the index in the
 // returned slice is the sub-sequence number). It returns ok=false, and no error, for data that is
-// not an aggregate; and an error wrapping ErrCorrupt for one that claims to be but is not valid.
+// not an aggregate; and an error wrapping ErrCorrupt for one that claims to be but is not valid,
+// or that holds no user record.
 func Deaggregate(data []byte) (records []UserRecord, ok bool, err error) {
 	if !IsAggregate(data) {
 		return nil, false, nil
@@ -96,6 +97,10 @@ func Deaggregate(data []byte) (records []UserRecord, ok bool, err error) {
 			}
 			body = body[n:]
 		}
+	}
+	if len(raws) == 0 {
+		// Nothing to hand on in its place: the record would vanish without a trace.
+		return nil, true, fmt.Errorf("%w: it holds no user records", ErrCorrupt)
 	}
 	out := make([]UserRecord, 0, len(raws))
 	for i, r := range raws {

@@ -52,6 +52,13 @@ func TestCorruptAggregateIsReportedNotDropped(t *testing.T) {
 	if _, ok, err := Deaggregate(withSum(body)); !ok || !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("bad key index: ok=%v err=%v, want ErrCorrupt", ok, err)
 	}
+	// A valid checksum over a protobuf with no user record (found by FuzzDeaggregate): splitting
+	// it into nothing would drop the Kinesis record without a trace.
+	for _, body := range [][]byte{[]byte("100000000"), {0x0a, 0x01, 'a'}} {
+		if recs, ok, err := Deaggregate(withSum(body)); !ok || !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("no user records (%x): ok=%v err=%v, %d records; want ErrCorrupt", body, ok, err, len(recs))
+		}
+	}
 }
 
 func withSum(body []byte) []byte {
