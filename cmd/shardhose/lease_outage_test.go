@@ -25,7 +25,6 @@ var leaseTableFailureLines = []string{
 // could not be reached (never that another worker holds them), log no more than the bounded
 // repeats, and once DynamoDB is back log the recovery once and take its leases again.
 func TestLeaseTableFrozenIsLoggedWithinSecondsAndRecoveryOnce(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 2)
 	dyn := testenv.StartDynalite(t)
 	s.env.DynamoDB = dyn.Endpoint

@@ -126,6 +126,7 @@ func repoRoot() (string, error) {
 
 func startServer(t testing.TB, name string, argv func(port int) ([]string, error)) *Server {
 	t.Helper()
+	NeedsServers(t, "a "+name+" server of its own")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
