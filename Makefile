@@ -14,7 +14,9 @@
 #                    Each of the three ends with the skipped tests by reason and a closing line
 #                    "N passed, N failed, N skipped" (internal/testsummary over go test -json)
 #   make fuzz        each fuzz target (FUZZ_TARGETS) for FUZZTIME (default 5m), one after another;
-#                    FUZZFLAGS=-parallel=1 keeps it to one core
+#                    FUZZFLAGS=-parallel=1 keeps it to one core. FUZZTIME may be a count of inputs
+#                    (10000x, as CI uses): with Go before 1.27 a duration can end a run with a
+#                    spurious "context deadline exceeded" and no failing input (golang/go#75804)
 #   make demo        build, start the stack, run deploy/local/demo.sh
 #   make demo-load   build, start the stack, load-test end to end (deploy/local/demo-load.sh):
 #                    the recipe's events at 1,000 records/s for 60 s through kinesalite
