@@ -44,7 +44,8 @@ GOTESTFLAGS ?=
 # cmd/shardhose is left out: its tests run the daemon as separate processes. RACE_PKGS=./cmd/shardhose
 # builds those with -race too and fails a test whose worker reports a race (about 6 minutes; the
 # fleet tests' timing bounds, such as balancing within two lease durations, may not hold).
-RACE_PKGS ?= ./checkpoint/... ./consumer/... ./dlq/... ./internal/... ./pipeline/... ./process/... ./sinks/...
+RACE_PKGS ?= ./checkpoint/... ./consumer/... ./dlq/... ./internal/... ./kcl/... ./loadtest/... ./pipeline/... \
+	./process/... ./produce/... ./sinks/...
 # go test -json, summarised: go test's own lines, then a closing "N passed, N failed, N skipped".
 SUMMARY = $(GO) run ./internal/testsummary
 FUZZTIME ?= 5m

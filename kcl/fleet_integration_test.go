@@ -49,9 +49,6 @@ func allOwnedBy(t *testing.T, tbl *checkpoint.Table, shards int, owner string) b
 // takes the shards only after the library worker dies (SIGKILL) and its leases expire, resuming
 // from its checkpoints.
 func TestMixedFleetWaitsForTheLibrarysLeases(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local stack (kinesis-local, dynalite)")
-	}
 	e := testenv.Require(t)
 	stream, table := streamAndTable(t, e, 2)
 	puts := putN(t, e, stream, 200)
@@ -140,9 +137,6 @@ func (pp *panickyProcessor) ProcessRecords(in *interfaces.ProcessRecordsInput) {
 // shard's processor is shut down (ZOMBIE: it must not checkpoint) and the shard is read again
 // from its checkpoint, so the records of the batch that panicked are processed.
 func TestPanicInProcessorRereadsTheShard(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local stack (kinesis-local, dynalite)")
-	}
 	e := testenv.Require(t)
 	stream, table := streamAndTable(t, e, 1)
 	puts := putN(t, e, stream, 100)
@@ -176,9 +170,6 @@ func TestPanicInProcessorRereadsTheShard(t *testing.T) {
 // shut down with TERMINATE once it has read the parent to its end, its Checkpoint(nil) lets the
 // worker write SHARD_END, and the children's records are processed.
 func TestReshardTerminatesTheParentAndReadsTheChildren(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local stack (kinesis-local, dynalite)")
-	}
 	e := testenv.Require(t)
 	stream, table := streamAndTable(t, e, 1)
 	const parent = "shardId-000000000000"
@@ -236,9 +227,6 @@ func TestReshardTerminatesTheParentAndReadsTheChildren(t *testing.T) {
 // sequence number covers the whole aggregate: the final checkpoint is the last user record of the
 // last aggregate.
 func TestKPLAggregatesReachTheProcessorSplit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local stack (kinesis-local, dynalite)")
-	}
 	e := testenv.Require(t)
 	stream, table := streamAndTable(t, e, 1)
 	var recs []testenv.Rec
@@ -300,9 +288,6 @@ func (bp *blockingProcessor) ProcessRecords(in *interfaces.ProcessRecordsInput) 
 // TestShutdownReturnsWithABlockedProcessor: Shutdown gives a processor that never returns
 // ShutdownGraceMillis, then returns and releases the lease (the library's waits for ever).
 func TestShutdownReturnsWithABlockedProcessor(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local stack (kinesis-local, dynalite)")
-	}
 	e := testenv.Require(t)
 	stream, table := streamAndTable(t, e, 1)
 	putN(t, e, stream, 10)

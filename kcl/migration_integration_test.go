@@ -73,9 +73,6 @@ func TestRollbackToTheLibrary(t *testing.T) {
 }
 
 func testHandover(t *testing.T, first, second newWorker) {
-	if testing.Short() {
-		t.Skip("needs the local stack (kinesis-local, dynalite)")
-	}
 	e := testenv.Require(t)
 	stream, table := streamAndTable(t, e, 2)
 	puts := putN(t, e, stream, 2000)

@@ -277,9 +277,6 @@ func TestPausedWorkerNeverRewindsTheCheckpoint(t *testing.T) {
 // pausedWorker runs the scenario with both workers of one kind and returns the worst rewind seen
 // and the woken worker's checkpoint line.
 func pausedWorker(t *testing.T, kind string) (rewind, string) {
-	if testing.Short() {
-		t.Skip("needs the local stack (kinesis-local, dynalite)")
-	}
 	e := testenv.Require(t)
 	stream, table := streamAndTable(t, e, 1)
 	puts := putN(t, e, stream, 300)

@@ -111,7 +111,6 @@ const partitionedS3 = `      prefix: "part=!{partitionKeyFromQuery:p}/"
 // object, and restarted under a new id; then one last worker delivers the rest. Every record
 // must be in S3 exactly once; with dynamic partitioning, in its partition's objects.
 func TestExactlyOnceKill9AtTenRandomMoments(t *testing.T) {
-	skipShort(t)
 	for _, tc := range []struct{ name, s3 string }{{"plain", ""}, {"partitioned", partitionedS3}} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newExactlyOnceStack(t, 4, true)
@@ -171,7 +170,6 @@ func kill9AtTenRandomMoments(t *testing.T, s *e2eStack, cfg string) {
 // wakes (its lease is gone; a conditional write it had under way is refused), and every record
 // must be in S3 once.
 func TestExactlyOnceZombieWritesNothing(t *testing.T) {
-	skipShort(t)
 	s := newExactlyOnceStack(t, 4, true)
 	cfg := s.fleetConfig(t, fleetOptions{delivery: "exactly_once"})
 	prod := s.startProducer(t, 40, 100*time.Millisecond)
@@ -253,7 +251,6 @@ func startDynalite(t *testing.T) *dynalite {
 // dynalite) for 30 s while two workers deliver: leases cannot be renewed, checkpoints cannot be
 // written, and leases move once it thaws. Every record must be in S3 once.
 func TestExactlyOnceThirtySecondLeaseTableFreeze(t *testing.T) {
-	skipShort(t)
 	s := newExactlyOnceStack(t, 4, true)
 	ddb := startDynalite(t)
 	s.ddb = testenv.DynamoDBClient(t, testenv.Env{DynamoDB: ddb.endpoint})
@@ -290,7 +287,6 @@ func TestExactlyOnceThirtySecondLeaseTableFreeze(t *testing.T) {
 // from its delivered position, the children start from their beginning, and every record must be
 // in S3 once.
 func TestExactlyOnceReshardMidRun(t *testing.T) {
-	skipShort(t)
 	s := newExactlyOnceStack(t, 2, false) // kinesis-local: it reshards properly
 	cfg := s.fleetConfig(t, fleetOptions{delivery: "exactly_once", batchSize: 20})
 	prod := s.startProducer(t, 24, 200*time.Millisecond)

@@ -50,7 +50,6 @@ func (a *budgetApp) checkpointed() int {
 // stream and stops; `shardhose run` pointed at its lease table delivers every record after the
 // library's checkpoints to S3, and none at or before them.
 func TestDaemonTakesOverALibraryLeaseTable(t *testing.T) {
-	skipShort(t)
 	s := newE2EStack(t, 2)
 	recs := makeRecords(0, 400)
 	puts := testenv.PutRecords(t, s.kin, s.stream, recs)

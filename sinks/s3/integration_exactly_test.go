@@ -22,9 +22,6 @@ import (
 // (412), the second run reads their metadata and writes only 10..20, and no key gets a second
 // version.
 func TestIntegrationExactlyOnceMoto(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the local stack")
-	}
 	client := testenv.S3Client(t, testenv.Require(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
