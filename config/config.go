@@ -20,6 +20,7 @@ type Config struct {
 	DeadLetter DeadLetter `koanf:"dead_letter"`
 	Shutdown   Shutdown   `koanf:"shutdown"`
 	Log        Log        `koanf:"log"`
+	Metrics    Metrics    `koanf:"metrics"`
 }
 
 // AWS says where the AWS APIs are and how to sign requests.
@@ -62,6 +63,8 @@ type Endpoints struct {
 	SNS      string `koanf:"sns"`
 	Firehose string `koanf:"firehose"`
 	Lambda   string `koanf:"lambda"`
+	// CloudWatch is used only by metrics.cloudwatch.
+	CloudWatch string `koanf:"cloudwatch"`
 }
 
 // Credentials selects the credential source: "default" (the SDK's chain: env, profile, ECS task
@@ -306,6 +309,7 @@ func Defaults() Config {
 		DeadLetter: DeadLetterDefaults(),
 		Shutdown:   Shutdown{DrainTimeout: 30 * time.Second},
 		Log:        Log{Format: "auto", Level: "info"},
+		Metrics:    MetricsDefaults(),
 	}
 }
 

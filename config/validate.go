@@ -153,6 +153,7 @@ func (c *Config) Validate() error {
 	v.durationMin("shutdown.drain_timeout", c.Shutdown.DrainTimeout, time.Nanosecond)
 	v.oneOf("log.format", c.Log.Format, logFormats)
 	v.oneOf("log.level", c.Log.Level, logLevels)
+	v.metrics(c.Metrics, c.Leases)
 	// Any duration no rule above covers still may not be negative.
 	walkValues(reflect.ValueOf(*c), "", func(key string, f reflect.Value) {
 		if f.Type() == durationType && f.Int() < 0 {
@@ -263,7 +264,7 @@ func (v *checker) aws(a AWS) {
 	e := a.Endpoints
 	for _, ep := range []struct{ key, url string }{
 		{"kinesis", e.Kinesis}, {"dynamodb", e.DynamoDB}, {"s3", e.S3}, {"sqs", e.SQS},
-		{"sns", e.SNS}, {"firehose", e.Firehose}, {"lambda", e.Lambda},
+		{"sns", e.SNS}, {"firehose", e.Firehose}, {"lambda", e.Lambda}, {"cloudwatch", e.CloudWatch},
 	} {
 		v.endpoint("aws.endpoints."+ep.key, ep.url)
 	}

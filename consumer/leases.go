@@ -219,7 +219,7 @@ func (c *Consumer) renewAll(ctx context.Context) {
 				if ctx.Err() == nil {
 					err := fmt.Errorf("%w: the renewal pass ran out of time before this lease's turn", errTableTimeout)
 					w.lease.writeFailed(err)
-					c.tableHealth.failed("lease renewal failed; will retry", err, "shard", w.shardID)
+					c.tableFailed("renew", "lease renewal failed; will retry", err, "shard", w.shardID)
 				}
 				return
 			}
@@ -233,7 +233,7 @@ func (c *Consumer) renewAll(ctx context.Context) {
 				// released or lost already; the worker reports itself.
 			case err != nil:
 				if ctx.Err() == nil {
-					c.tableHealth.failed("lease renewal failed; will retry", err, "shard", w.shardID)
+					c.tableFailed("renew", "lease renewal failed; will retry", err, "shard", w.shardID)
 				}
 			default:
 				c.tableHealth.ok()
@@ -384,7 +384,7 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		err := c.tableCall(ctx, func(ctx context.Context) error { return c.opts.Table.CreateIfAbsent(ctx, s.id, s.parents) })
 		if err != nil {
 			if ctx.Err() == nil {
-				c.tableHealth.failed("creating the lease of a new shard failed; will retry", err, "shard", s.id)
+				c.tableFailed("create", "creating the lease of a new shard failed; will retry", err, "shard", s.id)
 			}
 			return err
 		}
@@ -407,7 +407,7 @@ func (c *Consumer) balance(ctx context.Context) {
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			c.tableHealth.failed("reading the lease table failed; will retry", err)
+			c.tableFailed("list", "reading the lease table failed; will retry", err)
 		}
 		return
 	}
@@ -512,6 +512,7 @@ func (c *Consumer) balance(ctx context.Context) {
 		if need <= 0 && l.ClaimRequest != me {
 			break
 		}
+		takenOver := l.Owner != "" && l.Owner != me && c.expiry.Expired(l)
 		var taken checkpoint.Lease
 		err := c.tableCall(ctx, func(ctx context.Context) error {
 			var err error
@@ -520,12 +521,15 @@ func (c *Consumer) balance(ctx context.Context) {
 		})
 		if err != nil {
 			if !errors.Is(err, checkpoint.ErrLeaseLost) && ctx.Err() == nil {
-				c.tableHealth.failed("taking a lease failed; will retry", err, "shard", l.ShardID)
+				c.tableFailed("take", "taking a lease failed; will retry", err, "shard", l.ShardID)
 			}
 			if errors.Is(err, errTableTimeout) {
 				return // the table does not answer: try again next pass, not once per lease
 			}
 			continue
+		}
+		if takenOver {
+			hooks.Each(c.opts.Hooks, func(h hooks.LeaseTakenOver) { h.OnLeaseTakenOver(l.ShardID, l.Owner) })
 		}
 		c.startWorker(ctx, taken, byID)
 		need--
@@ -555,12 +559,16 @@ func (c *Consumer) balance(ctx context.Context) {
 		owned[victim] = owned[victim][1:]
 		load[victim]--
 		if err := c.tableCall(ctx, func(ctx context.Context) error { return c.opts.Table.Claim(ctx, l) }); err != nil {
+			if !errors.Is(err, checkpoint.ErrLeaseLost) && ctx.Err() == nil {
+				hooks.Each(c.opts.Hooks, func(h hooks.LeaseTableFailed) { h.OnLeaseTableFailed("claim", err) })
+			}
 			if errors.Is(err, errTableTimeout) {
 				return
 			}
 			continue
 		}
 		c.log.Info("claimed a lease from a busier worker", "shard", l.ShardID, "owner", victim)
+		hooks.Each(c.opts.Hooks, func(h hooks.LeaseClaimed) { h.OnLeaseClaimed(l.ShardID, victim) })
 		need--
 	}
 }

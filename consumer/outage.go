@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
 )
 
@@ -76,4 +77,11 @@ func (o *outageLog) ok() {
 	now := o.clock.Now()
 	o.lastLine = now
 	o.log.Info(o.what+" reachable again", "outage", now.Sub(o.since).Round(time.Millisecond).String(), "failures", o.failures)
+}
+
+// tableFailed reports a failed lease table call: to the outage log (msg, attrs) and to the
+// hooks (hooks.LeaseTableFailed, with operation: renew, checkpoint, take, create, list).
+func (c *Consumer) tableFailed(operation, msg string, err error, attrs ...any) {
+	c.tableHealth.failed(msg, err, attrs...)
+	hooks.Each(c.opts.Hooks, func(h hooks.LeaseTableFailed) { h.OnLeaseTableFailed(operation, err) })
 }

@@ -80,6 +80,7 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 	}
 	failures := 0
 	for {
+		hooks.Each(r.hooks, func(h hooks.ShardProgress) { h.OnShardProgress(r.streamName, r.shardID) })
 		out, err := r.api.GetRecords(ctx, &kinesis.GetRecordsInput{
 			ShardIterator: iterator,
 			Limit:         aws.Int32(r.limit),
@@ -194,6 +195,7 @@ func (r *shardReader) iterator(ctx context.Context, start startPosition, done re
 		it = out.ShardIterator
 		return nil
 	}, func(attempt int, err error, wait time.Duration) {
+		hooks.Each(r.hooks, func(h hooks.ShardProgress) { h.OnShardProgress(r.streamName, r.shardID) })
 		r.log.Debug("GetShardIterator failed; retrying", "shard", r.shardID, "attempt", attempt, "sdk_attempts", outage.Attempts(err), "wait", wait, "error", err)
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -225,6 +226,11 @@ type shardWorker struct {
 	gathered      []record.Record
 	gatheredSince time.Time
 
+	// checkpointedCompleted is the tracker's count of completed records when the checkpoint last
+	// written (or found already written) was taken: records completed after it are not yet
+	// behind the checkpoint.
+	checkpointedCompleted atomic.Int64
+
 	ctx        context.Context // ends when the worker is abandoned
 	cancel     context.CancelFunc
 	readCancel context.CancelFunc
@@ -383,6 +389,11 @@ func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
 	age := w.c.opts.Clock.Now().Sub(newest)
 	hooks.Each(w.c.opts.Hooks, func(h hooks.IteratorAge) { h.OnIteratorAge(w.c.streamName, w.shardID, age) })
 
+	// Registering and handing on block while the shard's in-flight cap is reached or the pipeline
+	// is full: the backpressure of a slow destination, reported so liveness checks tell it apart
+	// from a wedged reader.
+	hooks.Each(w.c.opts.Hooks, func(h hooks.ShardWaiting) { h.OnShardWaiting(w.c.streamName, w.shardID, true) })
+	defer hooks.Each(w.c.opts.Hooks, func(h hooks.ShardWaiting) { h.OnShardWaiting(w.c.streamName, w.shardID, false) })
 	tctx, stop := w.lease.trustContext(ctx, w.c.opts.Clock, leaseDuration)
 	defer stop()
 	tk, err := w.tracker.add(tctx, batch[len(batch)-1].Position(), len(batch), 1)
@@ -424,15 +435,27 @@ func (w *shardWorker) checkpointLoop() {
 		case <-t.C():
 		}
 		w.writeCheckpoint(w.ctx)
+		w.reportCheckpointLag()
 		t.Reset(interval)
 	}
 }
 
+// reportCheckpointLag tells hooks how many records were read from the shard but are not behind
+// its written checkpoint: those in flight, plus those delivered since the last checkpoint write.
+func (w *shardWorker) reportCheckpointLag() {
+	completed, inFlight := w.tracker.progress()
+	lag := inFlight + int(completed-w.checkpointedCompleted.Load())
+	hooks.Each(w.c.opts.Hooks, func(h hooks.CheckpointLag) { h.OnCheckpointLag(w.c.streamName, w.shardID, lag) })
+}
+
 func (w *shardWorker) writeCheckpoint(ctx context.Context) {
-	pos := w.tracker.safePosition()
+	pos, completed := w.tracker.safeMark()
 	// Read after the safe position: every record the sinks acknowledged up to pos is in an
 	// object by then, so each delivered position is at or past every delivered record up to pos.
 	wrote, err := w.lease.checkpoint(ctx, w.c.opts.Table, pos, false, w.delivered())
+	if err == nil {
+		w.checkpointedCompleted.Store(completed)
+	}
 	switch {
 	case errors.Is(err, checkpoint.ErrLeaseLost):
 		w.c.log.Warn("checkpoint refused: the lease is held by another worker now; stopping the shard", "shard", w.shardID)
@@ -440,7 +463,7 @@ func (w *shardWorker) writeCheckpoint(ctx context.Context) {
 	case errors.Is(err, errLeaseGone):
 	case err != nil:
 		if ctx.Err() == nil {
-			w.c.tableHealth.failed("checkpoint failed; will retry", err, "shard", w.shardID)
+			w.c.tableFailed("checkpoint", "checkpoint failed; will retry", err, "shard", w.shardID)
 		}
 	case wrote:
 		w.c.tableHealth.ok()
@@ -540,6 +563,7 @@ func (w *shardWorker) finish(waitCtx, writeCtx context.Context, reason string) i
 	_, left := w.tracker.pending()
 	w.writeCheckpoint(writeCtx)
 	if err := w.lease.release(writeCtx, w.c.opts.Table); err != nil && !errors.Is(err, errLeaseGone) {
+		hooks.Each(w.c.opts.Hooks, func(h hooks.LeaseTableFailed) { h.OnLeaseTableFailed("release", err) })
 		w.c.log.Warn("releasing the lease failed; others take it when it expires", "shard", w.shardID, "error", err)
 	}
 	w.stateMu.Lock()

@@ -22,8 +22,10 @@ type tracker struct {
 	batches  []*ticket // registered, oldest first; complete ones are popped from the front
 	safe     record.Position
 	inFlight int
-	maxIn    int
-	room     chan struct{} // closed and replaced whenever inFlight drops or safe moves
+	// completed counts the records of batches that left the front of the queue (safe to checkpoint).
+	completed int64
+	maxIn     int
+	room      chan struct{} // closed and replaced whenever inFlight drops or safe moves
 	// advanced is signalled (non-blocking) whenever safe moves.
 	advanced chan struct{}
 }
@@ -106,6 +108,7 @@ func (t *tracker) advanceLocked() {
 		t.batches[0] = nil
 		t.batches = t.batches[1:]
 		t.inFlight -= b.records
+		t.completed += int64(b.records)
 		t.safe = b.last
 		moved = true
 	}
@@ -128,6 +131,20 @@ func (t *tracker) safePosition() record.Position {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.safe
+}
+
+// safeMark returns the safe position and the count of completed records at that position.
+func (t *tracker) safeMark() (record.Position, int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.safe, t.completed
+}
+
+// progress returns the count of completed records and of records in flight.
+func (t *tracker) progress() (completed int64, inFlight int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.completed, t.inFlight
 }
 
 // pending returns the batches and records registered but not yet complete.

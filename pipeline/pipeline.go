@@ -84,16 +84,12 @@ type Options struct {
 	deadHealth *outage.Reporter
 }
 
-// HandlerCalled is told of every handler call: the shard, the batch size, how long it took and
-// its error (nil on success). Tests and metrics count calls with it.
-type HandlerCalled interface {
-	OnHandlerCall(shardID string, records int, took time.Duration, err error)
-}
-
-// DeadLettered is told of each dead letter written.
-type DeadLettered interface {
-	OnDeadLetter(shardID string, condition string, records int)
-}
+// HandlerCalled and DeadLettered are the hooks of the same names (kept here for callers that
+// named them in this package).
+type (
+	HandlerCalled = hooks.HandlerCalled
+	DeadLettered  = hooks.DeadLettered
+)
 
 // Unfinished is told of each lane job (a batch, or its part in one lane) left unacknowledged:
 // neither all delivered nor all stored. Its records stay after the checkpoint and are read again
@@ -333,6 +329,7 @@ func (s *shardStage) process(ctx context.Context, recs []record.Record, retries,
 			// Split, without using up a retry: the first half is finished before the second starts.
 			mid := len(recs) / 2
 			s.log.Debug("handler failed; splitting the batch", "records", len(recs), "error", err)
+			hooks.Each(s.opts.Hooks, func(h hooks.BatchSplit) { h.OnBatchSplit(s.shardID, len(recs)) })
 			if err := s.process(ctx, recs[:mid], retries, calls, c); err != nil {
 				return err
 			}
@@ -345,6 +342,7 @@ func (s *shardStage) process(ctx context.Context, recs []record.Record, retries,
 		}
 		retries++
 		wait := p.Backoff.Delay(retries)
+		hooks.Each(s.opts.Hooks, func(h hooks.BatchRetried) { h.OnBatchRetry(s.shardID, len(recs), retries) })
 		s.log.Info("handler failed; retrying", "records", len(recs), "retry", retries, "wait", wait, "error", err)
 		if err := clock.Sleep(ctx, s.opts.Clock, wait); err != nil {
 			return err
@@ -444,7 +442,7 @@ func (s *shardStage) call(ctx context.Context, recs []record.Record) ([]process.
 	}
 	took := s.opts.Clock.Now().Sub(start)
 	s.log.Debug("handler called", "records", len(recs), "took", took, "error", res.err)
-	hooks.Each(s.opts.Hooks, func(h HandlerCalled) { h.OnHandlerCall(s.shardID, len(recs), took, res.err) })
+	hooks.Each(s.opts.Hooks, func(h hooks.HandlerCalled) { h.OnHandlerCall(s.shardID, len(recs), took, res.err) })
 	return res.outs, res.err
 }
 
@@ -453,6 +451,7 @@ func (s *shardStage) call(ctx context.Context, recs []record.Record) ([]process.
 func (s *shardStage) route(ctx context.Context, recs []record.Record, outs []process.Output, c *completion) error {
 	var deliver, failed []record.Record
 	var reasons []string
+	filtered, dropped := 0, 0
 	for i, o := range outs {
 		switch o.Outcome {
 		case process.Deliver:
@@ -460,8 +459,13 @@ func (s *shardStage) route(ctx context.Context, recs []record.Record, outs []pro
 		case process.ProcessingFailed:
 			failed = append(failed, recs[i])
 			reasons = append(reasons, o.Err)
+		case process.Filtered:
+			filtered++
+		case process.Dropped:
+			dropped++
 		}
 	}
+	hooks.Each(s.opts.Hooks, func(h hooks.Processed) { h.OnProcessed(s.shardID, len(deliver), filtered, dropped, len(failed)) })
 	if len(failed) > 0 {
 		if err := s.processingFailed(ctx, failed, reasons); err != nil {
 			return err
@@ -530,15 +534,17 @@ func (s *shardStage) deadLetter(ctx context.Context, recs []record.Record, cond 
 	if cond == dlq.RecordAgeExceeded && cause == nil {
 		f.FunctionError = ""
 	}
+	hooks.Each(s.opts.Hooks, func(h hooks.GaveUp) { h.OnGiveUp(s.shardID, string(cond), len(recs)) })
 	_, err := retry.Do(ctx, s.opts.Clock, s.opts.StoreRetry, s.opts.deadHealth.Track(func(ctx context.Context, _ int) error {
 		return s.opts.DeadLetters.Send(ctx, f)
 	}, "shard", s.shardID), func(attempt int, err error, wait time.Duration) {
+		hooks.Each(s.opts.Hooks, func(h hooks.DeadLetterFailed) { h.OnDeadLetterFailed(s.shardID, string(cond), len(recs), err) })
 		s.log.Debug("writing a dead letter failed; retrying (the checkpoint waits for it)", "records", len(recs), "attempt", attempt, "sdk_attempts", outage.Attempts(err), "error", err)
 	})
 	if err != nil {
 		return err
 	}
 	s.log.Warn("records written as a dead letter", "condition", string(cond), "records", len(recs), "first", recs[0].Position().String(), "attempts", calls, "error", msg)
-	hooks.Each(s.opts.Hooks, func(h DeadLettered) { h.OnDeadLetter(s.shardID, string(cond), len(recs)) })
+	hooks.Each(s.opts.Hooks, func(h hooks.DeadLettered) { h.OnDeadLetter(s.shardID, string(cond), len(recs)) })
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/consumer"
 	"github.com/shardhose/shardhose/dlq"
+	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/awsclient"
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/internal/retry"
@@ -52,16 +53,18 @@ func closeSinks(ctx context.Context, built []sinks.Sink) {
 
 // buildSinks makes every configured sink, checking each destination; on error it closes those
 // already made.
-func buildSinks(ctx context.Context, cfg config.Config, awsCfg aws.Config, streamARN string, log *slog.Logger, clk clock.Clock) ([]sinks.Sink, error) {
+// hs are told of each sink's deliveries, failures, backups and pauses, and (sinks.Observe) of
+// the records each holds undelivered.
+func buildSinks(ctx context.Context, cfg config.Config, awsCfg aws.Config, streamARN string, log *slog.Logger, clk clock.Clock, hs hooks.Set) ([]sinks.Sink, error) {
 	var built []sinks.Sink
 	for _, sc := range cfg.Sinks {
 		// Each sink names itself in its own lines (sink=...).
-		s, err := buildSink(ctx, sc, cfg, awsCfg, streamARN, log, clk)
+		s, err := buildSink(ctx, sc, cfg, awsCfg, streamARN, log, clk, hs)
 		if err != nil {
 			closeSinks(ctx, built)
 			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
-		built = append(built, s)
+		built = append(built, sinks.Observe(s, hs))
 	}
 	return built, nil
 }
@@ -87,8 +90,9 @@ func deliverNow(ctx context.Context, to []sinks.Sink, recs []record.Record) erro
 }
 
 // build makes the sinks, the dead-letter destination and the processing pipeline, and checks each
-// destination that can be checked. Any error is a start-up error (exit 1).
-func build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Logger, clk clock.Clock) (*runtime, error) {
+// destination that can be checked; hs (metrics, health) are given to each. Any error is a
+// start-up error (exit 1).
+func build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Logger, clk clock.Clock, hs hooks.Set) (*runtime, error) {
 	rt := &runtime{}
 	kin := awsclient.Kinesis(awsCfg, cfg.AWS)
 	s3c := awsclient.S3(awsCfg, cfg.AWS)
@@ -107,7 +111,7 @@ func build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	}
 
 	var err error
-	if rt.sinks, err = buildSinks(ctx, cfg, awsCfg, rt.streamARN, log, clk); err != nil {
+	if rt.sinks, err = buildSinks(ctx, cfg, awsCfg, rt.streamARN, log, clk, hs); err != nil {
 		return nil, err
 	}
 
@@ -179,6 +183,7 @@ func build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 		FunctionARN: functionARN(p),
 		Clock:       clk,
 		Logger:      log,
+		Hooks:       hs,
 	})
 	if err != nil {
 		rt.closeSinks(ctx)
@@ -207,7 +212,7 @@ func functionARN(p config.Processing) string {
 }
 
 // buildSink makes one sink from its section and checks its destination.
-func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aws.Config, streamARN string, log *slog.Logger, clk clock.Clock) (sinks.Sink, error) {
+func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aws.Config, streamARN string, log *slog.Logger, clk clock.Clock, hs hooks.Set) (sinks.Sink, error) {
 	s3c := awsclient.S3(awsCfg, cfg.AWS)
 	backupWriter := func(bucket, prefix, compression string) (backup.Writer, error) {
 		if bucket == "" {
@@ -216,7 +221,7 @@ func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aw
 		if err := checkBucket(ctx, s3c, bucket, awsclient.Endpoint(cfg.AWS, "s3")); err != nil {
 			return nil, fmt.Errorf("s3_backup: %w", err)
 		}
-		return backup.NewS3Writer(backup.S3Options{Client: s3c, Bucket: bucket, Prefix: prefix, Compression: compression, SinkName: sc.Name, Clock: clk, Logger: log})
+		return backup.NewS3Writer(backup.S3Options{Client: s3c, Bucket: bucket, Prefix: prefix, Compression: compression, SinkName: sc.Name, Clock: clk, Logger: log, Hooks: hs})
 	}
 	var s sinks.Sink
 	switch sc.Type {
@@ -224,7 +229,7 @@ func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aw
 		if err := checkBucket(ctx, s3c, sc.S3.Bucket, awsclient.Endpoint(cfg.AWS, "s3")); err != nil {
 			return nil, err
 		}
-		x, err := s3sink.New(s3sink.Options{Name: sc.Name, Config: *sc.S3, Client: s3c, Clock: clk, Logger: log})
+		x, err := s3sink.New(s3sink.Options{Name: sc.Name, Config: *sc.S3, Client: s3c, Clock: clk, Logger: log, Hooks: hs})
 		if err != nil {
 			return nil, err
 		}
@@ -234,7 +239,7 @@ func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aw
 		if err != nil {
 			return nil, err
 		}
-		x, err := firehosesink.New(firehosesink.Options{Name: sc.Name, Config: *sc.Firehose, Client: awsclient.Firehose(awsCfg, cfg.AWS), Backup: bw, Clock: clk, Logger: log})
+		x, err := firehosesink.New(firehosesink.Options{Name: sc.Name, Config: *sc.Firehose, Client: awsclient.Firehose(awsCfg, cfg.AWS), Backup: bw, Clock: clk, Logger: log, Hooks: hs})
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +250,7 @@ func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aw
 		if err != nil {
 			return nil, err
 		}
-		x, err := httpsink.New(httpsink.Options{Name: sc.Name, Config: *c, SourceARN: streamARN, Backup: bw, Clock: clk, Logger: log})
+		x, err := httpsink.New(httpsink.Options{Name: sc.Name, Config: *c, SourceARN: streamARN, Backup: bw, Clock: clk, Logger: log, Hooks: hs})
 		if err != nil {
 			return nil, err
 		}
@@ -256,7 +261,7 @@ func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aw
 		if err != nil {
 			return nil, err
 		}
-		x, err := opensearchsink.New(opensearchsink.Options{Name: sc.Name, Config: *c, Backup: bw, AWSCredentials: awsCfg.Credentials, Region: cfg.AWS.Region, Clock: clk, Logger: log})
+		x, err := opensearchsink.New(opensearchsink.Options{Name: sc.Name, Config: *c, Backup: bw, AWSCredentials: awsCfg.Credentials, Region: cfg.AWS.Region, Clock: clk, Logger: log, Hooks: hs})
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +271,7 @@ func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aw
 		if sc.File != nil {
 			fc = *sc.File
 		}
-		x, err := filesink.New(filesink.Options{Name: sc.Name, Config: fc, Clock: clk, Logger: log})
+		x, err := filesink.New(filesink.Options{Name: sc.Name, Config: fc, Clock: clk, Logger: log, Hooks: hs})
 		if err != nil {
 			return nil, err
 		}

@@ -185,7 +185,13 @@ func runConsumer(cfg config.Config, log *slog.Logger) (int, error) {
 	}
 
 	clk := clock.Real()
-	rt, err := build(startCtx, cfg, awsCfg, log, clk)
+	// The listener comes first, so /readyz answers "starting" during the start-up checks.
+	obs, err := startObservability(cfg, awsCfg, log, clk)
+	if err != nil {
+		return exitConfig, err
+	}
+	defer obs.close()
+	rt, err := build(startCtx, cfg, awsCfg, log, clk, obs.hooks)
 	if err != nil {
 		return exitConfig, err
 	}
@@ -206,7 +212,7 @@ func runConsumer(cfg config.Config, log *slog.Logger) (int, error) {
 		StallTimeout: cfg.Leases.StallTimeout,
 		Clock:        clk,
 		Logger:       log,
-		Hooks:        hooks.Set{notifier},
+		Hooks:        append(hooks.Set{notifier}, obs.hooks...),
 	})
 	if err != nil {
 		closeBuilt()
@@ -218,6 +224,7 @@ func runConsumer(cfg config.Config, log *slog.Logger) (int, error) {
 		return exitConfig, fmt.Errorf("%w (kinesis %s, dynamodb %s)", err, awsclient.Endpoint(cfg.AWS, "kinesis"), awsclient.Endpoint(cfg.AWS, "dynamodb"))
 	}
 	cancelStart()
+	obs.started()
 
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
@@ -240,6 +247,7 @@ func runConsumer(cfg config.Config, log *slog.Logger) (int, error) {
 		log.Info("stopping: draining before exit (a second signal exits at once)", "signal", sig.String(), "drain_timeout", cfg.Shutdown.DrainTimeout)
 		notifier.Stopping(cfg.Shutdown.DrainTimeout)
 	}
+	obs.draining()
 
 	go func() {
 		sig := <-signals

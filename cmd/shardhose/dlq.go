@@ -270,7 +270,7 @@ func dlqReplay(ctx context.Context, args []string, out io.Writer) (int, error) {
 	if toSinks {
 		target = "the sinks"
 		if !dryRun {
-			built, err := buildSinks(ctx, cfg, awsCfg, "", log, clock.Real())
+			built, err := buildSinks(ctx, cfg, awsCfg, "", log, clock.Real(), nil)
 			if err != nil {
 				return exitConfig, err
 			}

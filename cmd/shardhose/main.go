@@ -10,6 +10,7 @@
 //	shardhose leases   -c FILE   list the lease table
 //	shardhose dlq inspect|replay  read dead letters, send their records back into a stream
 //	shardhose iam-policy -c FILE  print the least-privilege IAM policy for the configuration
+//	shardhose healthcheck -c FILE  exit 0 if the running daemon is ready (/readyz), else 1
 //	shardhose version            print the version
 //
 // Exit codes: 0 success; 1 bad configuration or a start-up check failed (do not restart until it
@@ -62,6 +63,8 @@ Usage:
                                        send dead letters' records back into a stream
   shardhose iam-policy -c FILE [--account ID]
                                        print the least-privilege IAM policy for this configuration
+  shardhose healthcheck -c FILE | --url URL
+                                       exit 0 if the daemon's /readyz says ready, else 1
   shardhose version                    print the version, commit and Go version
 
 Run 'shardhose COMMAND --help' for a command's flags.
@@ -91,6 +94,8 @@ func run(args []string) int {
 		code, err = runDLQ(args[1:])
 	case "iam-policy":
 		code, err = runIAMPolicy(args[1:])
+	case "healthcheck":
+		code, err = runHealthcheck(args[1:])
 	case "version", "--version", "-v":
 		fmt.Println(currentBuild())
 		return exitOK

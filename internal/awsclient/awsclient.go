@@ -25,6 +25,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwschemas "github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/firehose"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -33,6 +35,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
+	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 
 	"github.com/shardhose/shardhose/config"
 )
@@ -47,6 +50,8 @@ const (
 	ServiceSNS      = "sns"
 	ServiceFirehose = "firehose"
 	ServiceLambda   = "lambda"
+	// ServiceCloudWatch's endpoint is aws.endpoints.cloudwatch.
+	ServiceCloudWatch = "cloudwatch"
 )
 
 // HTTP and retry limits of every client.
@@ -87,6 +92,8 @@ func Endpoint(cfg config.AWS, service string) string {
 		specific = e.Firehose
 	case ServiceLambda:
 		specific = e.Lambda
+	case ServiceCloudWatch:
+		specific = e.CloudWatch
 	}
 	if specific != "" {
 		return specific
@@ -198,6 +205,16 @@ func SQS(awsCfg aws.Config, cfg config.AWS) *sqs.Client {
 func Firehose(awsCfg aws.Config, cfg config.AWS) *firehose.Client {
 	return firehose.NewFromConfig(awsCfg, func(o *firehose.Options) {
 		setEndpoint(&o.BaseEndpoint, cfg, ServiceFirehose)
+	})
+}
+
+// CloudWatch returns a CloudWatch client on awsCfg, at Endpoint(cfg, "cloudwatch") when set. It
+// speaks CloudWatch's query protocol (the one every CloudWatch endpoint, LocalStack's and moto's
+// included, serves) rather than the SDK's newer CBOR default.
+func CloudWatch(awsCfg aws.Config, cfg config.AWS) *cloudwatch.Client {
+	return cloudwatch.NewFromConfig(awsCfg, func(o *cloudwatch.Options) {
+		setEndpoint(&o.BaseEndpoint, cfg, ServiceCloudWatch)
+		o.Protocol = awsquery.New(cwschemas.GraniteServiceVersion20100801)
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
@@ -16,6 +17,32 @@ import (
 // within it) before it tries the destination again. It is long enough not to cut a large PUT
 // short on an ordinary network; later rounds follow the policy's backoff, up to its cap.
 const MinBackupRound = 30 * time.Second
+
+// pauseKey carries, in a context, whom DeliverOrBackup tells of pauses (WithPauseHooks).
+type pauseKey struct{}
+
+type pauseHooks struct {
+	sink  string
+	hooks hooks.Set
+}
+
+// WithPauseHooks returns a context under which DeliverOrBackup tells hooks.SinkPaused, under the
+// sink's name, when a batch starts and stops being paused (destination and backup both failing).
+func WithPauseHooks(ctx context.Context, sink string, hs hooks.Set) context.Context {
+	if len(hs) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, pauseKey{}, pauseHooks{sink: sink, hooks: hs})
+}
+
+// reportPause tells the hooks in ctx, if any, that a batch is (or is no longer) paused.
+func reportPause(ctx context.Context, paused bool) {
+	ph, ok := ctx.Value(pauseKey{}).(pauseHooks)
+	if !ok {
+		return
+	}
+	hooks.Each(ph.hooks, func(h hooks.SinkPaused) { h.OnSinkPaused(ph.sink, paused) })
+}
 
 // errRoundOver ends a backup round that took its whole window.
 var errRoundOver = errors.New("backup round over: trying the destination again")
@@ -67,6 +94,12 @@ func DeliverOrBackup(ctx context.Context, c clock.Clock, policy retry.Policy,
 		log.Warn("delivery failed permanently; backing up", "attempts", attempts, "error", lastErr)
 	}
 
+	paused := false
+	defer func() {
+		if paused {
+			reportPause(ctx, false)
+		}
+	}()
 	for round := 1; ; round++ {
 		window := max(policy.Delay(round), MinBackupRound)
 		deadline := c.Now().Add(window)
@@ -80,6 +113,10 @@ func DeliverOrBackup(ctx context.Context, c clock.Clock, policy retry.Policy,
 			return false, attempts, stopped(ctx, attempts, lastErr, berr)
 		}
 		log.Error("backup failed too: delivery paused until the destination or the backup takes the batch", "round", round, "delivery_attempts", attempts, "error", berr)
+		if !paused {
+			paused = true
+			reportPause(ctx, true)
+		}
 		if err := clock.Sleep(ctx, c, deadline.Sub(c.Now())); err != nil {
 			return false, attempts, stopped(ctx, attempts, lastErr, berr)
 		}

@@ -15,6 +15,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
@@ -93,6 +94,8 @@ type S3Options struct {
 	// MaxElapsed and MaxAttempts are honoured when set, but a Writer whose policy can give up no
 	// longer pauses its sink on a long S3 outage: leave them 0.
 	Retry retry.Policy
+	// Hooks are told of the records each stored object holds (hooks.BackedUp, under SinkName).
+	Hooks hooks.Set
 }
 
 // S3Writer is the Writer that stores objects in an S3 bucket under Firehose's key layout:
@@ -111,6 +114,7 @@ type S3Writer struct {
 	log      *slog.Logger
 	health   *outage.Reporter // the backup bucket's outages
 	policy   retry.Policy
+	hooks    hooks.Set
 }
 
 var _ Writer = (*S3Writer)(nil)
@@ -153,6 +157,7 @@ func NewS3Writer(o S3Options) (*S3Writer, error) {
 		clock:    o.Clock,
 		log:      o.Logger,
 		policy:   o.Retry,
+		hooks:    o.Hooks,
 	}
 	if w.clock == nil {
 		w.clock = clock.Real()
@@ -261,6 +266,7 @@ func (w *S3Writer) put(ctx context.Context, folder string, at time.Time, records
 		return fmt.Errorf("backup of %d records not stored after %d attempts: %w", records, out.Attempts, err)
 	}
 	w.log.Debug("backup object written", "key", key, "records", records, "bytes", len(body), "attempts", out.Attempts)
+	hooks.Each(w.hooks, func(h hooks.BackedUp) { h.OnBackedUp(w.sinkName, records) })
 	return nil
 }
 

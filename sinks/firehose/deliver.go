@@ -99,7 +99,7 @@ func (d *delivery) sendPending(ctx context.Context) error {
 		}
 		return nil
 	}
-	delivered, attempts, err := backup.DeliverOrBackup(ctx, s.clock, s.policy, s.health.Track(d.attempt), d.backUp, s.log)
+	delivered, attempts, err := backup.DeliverOrBackup(backup.WithPauseHooks(ctx, s.name, s.hooks), s.clock, s.policy, s.health.Track(d.attempt), d.backUp, s.log)
 	if err != nil {
 		return fmt.Errorf("deliver to firehose delivery stream %s: %d of %d records neither accepted nor backed up: %w", s.stream, len(d.pending), total, err)
 	}

@@ -321,7 +321,7 @@ func (s *Sink) deliver(ctx context.Context, recs []record.Record) error {
 	}
 	log := s.log.With("request_id", req.id, "records", len(req.records))
 	start := s.clock.Now()
-	delivered, attempts, err := backup.DeliverOrBackup(ctx, s.clock, s.policy,
+	delivered, attempts, err := backup.DeliverOrBackup(backup.WithPauseHooks(ctx, s.name, s.hooks), s.clock, s.policy,
 		s.health.Track(func(ctx context.Context, attempt int) error {
 			if err := s.post(ctx, req, attempt); err != nil {
 				return s.scrub(err)

@@ -77,7 +77,7 @@ func (s *Sink) deliverBatch(ctx context.Context, recs []record.Record) error {
 
 	var errs []error
 	if len(run.pending()) > 0 {
-		_, _, err := backup.DeliverOrBackup(ctx, s.clock, s.policy, s.health.Track(run.attempt), run.backupPending, s.log.With("batch_documents", len(recs)))
+		_, _, err := backup.DeliverOrBackup(backup.WithPauseHooks(ctx, s.name, s.hooks), s.clock, s.policy, s.health.Track(run.attempt), run.backupPending, s.log.With("batch_documents", len(recs)))
 		if err != nil {
 			errs = append(errs, err)
 		}

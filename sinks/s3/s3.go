@@ -708,11 +708,20 @@ func (s *Sink) deliver(ctx context.Context, o *object) error {
 	key := s.keys.key(o.oldest, o.keys, "")
 	body := buf.Bytes()
 	put := s.health.Track(func(ctx context.Context, _ int) error { return s.put(ctx, key, body) }, "key", key)
+	// S3 has no backup: while its PUTs fail the sink does not acknowledge, so it is paused.
+	paused := false
 	failed := func(attempt int, err error, wait time.Duration) {
 		s.log.Debug("s3 put object failed; retrying", "key", key, "attempt", attempt, "sdk_attempts", outage.Attempts(err), "records", records, "bytes", len(body), "retry_in", wait, "error", err)
 		hooks.Each(s.hooks, func(h hooks.DeliveryFailed) { h.OnDeliveryFailed(s.name, records, err) })
+		if !paused {
+			paused = true
+			hooks.Each(s.hooks, func(h hooks.SinkPaused) { h.OnSinkPaused(s.name, true) })
+		}
 	}
 	out, err := retry.Do(ctx, s.clock, s.policy, put, failed)
+	if paused {
+		hooks.Each(s.hooks, func(h hooks.SinkPaused) { h.OnSinkPaused(s.name, false) })
+	}
 	if err != nil {
 		return err // only the end of the sink's life stops the retries
 	}
