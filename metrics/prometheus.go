@@ -232,11 +232,18 @@ func (a *Adapter) OnIteratorAge(_, shardID string, age time.Duration) {
 	s.age, s.ageAt = age, a.clock.Now()
 }
 
-// OnShardWaiting implements hooks.ShardWaiting.
+// OnShardWaiting implements hooks.ShardWaiting. At the end of a wait the time waited is added to
+// the iterator age: the batch was that much older when it was handed on.
 func (a *Adapter) OnShardWaiting(_, shardID string, waiting bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.shardLocked(shardID).waiting = waiting
+	s := a.shardLocked(shardID)
+	if s.waiting && !waiting && !s.ageAt.IsZero() {
+		now := a.clock.Now()
+		s.age += now.Sub(s.ageAt)
+		s.ageAt = now
+	}
+	s.waiting = waiting
 }
 
 func (a *Adapter) shardLocked(id string) *shardState {
