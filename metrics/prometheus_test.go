@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,5 +252,68 @@ func TestAdapterIsFoundByTheHooksItImplements(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// Hundreds of shards and several sinks report at once while /metrics is scraped: under -race
+// this checks the adapter's locking, and the totals must add up.
+func TestConcurrentHooksFromManyShards(t *testing.T) {
+	a, _ := newAdapter()
+	const shards, batches = 300, 20
+	done := make(chan struct{})
+	scraped := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				scraped <- n
+				return
+			default:
+			}
+			rec := httptest.NewRecorder()
+			a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			n++
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("shard-%03d", i)
+			a.OnLeaseTaken(id)
+			for b := range batches {
+				a.OnRecordsRead("orders", id, 10, 100, 5)
+				a.OnIteratorAge("orders", id, time.Second)
+				a.OnShardWaiting("orders", id, true)
+				wid := uint64(i*batches + b + 1)
+				a.OnSinkWrite("lake", wid, t0, 10)
+				a.OnShardWaiting("orders", id, false)
+				a.OnDelivered("lake", 10, 100, time.Millisecond)
+				a.OnSinkDone("lake", wid)
+				a.OnCheckpointLag("orders", id, 0)
+			}
+			if i%2 == 0 {
+				a.OnLeaseLost(id, "handed off")
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	if n := <-scraped; n == 0 {
+		t.Fatal("no scrape ran alongside")
+	}
+	if got := value(t, a, "shardhose_esm_polled_events_total"); got != shards*batches*10 {
+		t.Errorf("polled %v, want %d", got, shards*batches*10)
+	}
+	if got := value(t, a, "shardhose_delivery_records_total", "sink=lake"); got != shards*batches*10 {
+		t.Errorf("delivered %v", got)
+	}
+	if got := value(t, a, "shardhose_leases_held"); got != shards/2 {
+		t.Errorf("leases held %v, want %d", got, shards/2)
+	}
+	if got := value(t, a, "shardhose_delivery_data_freshness_seconds", "sink=lake"); got != 0 {
+		t.Errorf("freshness %v with nothing pending", got)
 	}
 }
