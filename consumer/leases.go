@@ -183,6 +183,8 @@ func (c *Consumer) handleEvent(ev workerEvent) {
 		c.log.Info("stopped reading shard", "shard", ev.shardID, "reason", ev.reason)
 		if ev.reason != "shard end" {
 			hooks.Each(c.opts.Hooks, func(h hooks.LeaseChanged) { h.OnLeaseLost(ev.shardID, ev.reason) })
+		} else {
+			hooks.Each(c.opts.Hooks, func(h hooks.ShardEnded) { h.OnShardEnd(c.streamName, ev.shardID) })
 		}
 	}
 }

@@ -48,6 +48,7 @@ var (
 	_ hooks.LeaseChanged  = (*Monitor)(nil)
 	_ hooks.ShardProgress = (*Monitor)(nil)
 	_ hooks.ShardWaiting  = (*Monitor)(nil)
+	_ hooks.ShardEnded    = (*Monitor)(nil)
 )
 
 // New returns a Monitor: the lease loop may go timeout without a pass, a shard reader timeout plus
@@ -94,6 +95,9 @@ func (m *Monitor) OnLeaseLost(shardID, _ string) {
 	defer m.mu.Unlock()
 	delete(m.shards, shardID)
 }
+
+// OnShardEnd implements hooks.ShardEnded: the shard was read to its end and is no longer read.
+func (m *Monitor) OnShardEnd(_, shardID string) { m.OnLeaseLost(shardID, "shard end") }
 
 // OnShardProgress implements hooks.ShardProgress.
 func (m *Monitor) OnShardProgress(_, shardID string) {

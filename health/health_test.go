@@ -129,3 +129,16 @@ func TestEndpointsAnswer200Or503WithTheProblems(t *testing.T) {
 		t.Fatalf("/readyz when ready: %d %q", code, body)
 	}
 }
+
+// A shard read to its end (after a reshard) is no longer watched: its reader stopped on purpose.
+func TestAnEndedShardIsNotWatched(t *testing.T) {
+	m, c := newMonitor()
+	m.Started()
+	m.OnLeaseTaken("parent")
+	m.OnShardEnd("s", "parent")
+	c.Advance(2 * time.Minute)
+	m.OnLeasePass()
+	if l := m.Live(); l != nil {
+		t.Fatalf("Live = %v, want alive: the ended shard is not read any more", l)
+	}
+}

@@ -63,6 +63,12 @@ type CheckpointLag interface {
 	OnCheckpointLag(stream, shardID string, records int)
 }
 
+// ShardEnded is told when this worker read a shard to its end (after a reshard), wrote SHARD_END
+// and released its lease: it holds the lease no more (LeaseChanged.OnLeaseLost is not called).
+type ShardEnded interface {
+	OnShardEnd(stream, shardID string)
+}
+
 // LeaseClaimed is told when this worker claims a lease from a busier worker, which then hands it
 // over (the KCL calls this stealing).
 type LeaseClaimed interface {

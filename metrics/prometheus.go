@@ -92,6 +92,7 @@ var (
 	_ hooks.SinkPending      = (*Adapter)(nil)
 	_ hooks.LeaseChanged     = (*Adapter)(nil)
 	_ hooks.LeaseClaimed     = (*Adapter)(nil)
+	_ hooks.ShardEnded       = (*Adapter)(nil)
 	_ hooks.LeaseTakenOver   = (*Adapter)(nil)
 	_ hooks.LeaseTableFailed = (*Adapter)(nil)
 	_ hooks.HandlerCalled    = (*Adapter)(nil)
@@ -274,13 +275,7 @@ func (a *Adapter) OnLeaseTaken(shardID string) {
 // OnLeaseLost implements hooks.LeaseChanged. The shard's gauges are removed: they would go stale.
 func (a *Adapter) OnLeaseLost(shardID, reason string) {
 	a.leasesLost.WithLabelValues(a.opts.Stream, lostReason(reason)).Inc()
-	a.leaseHeld.WithLabelValues(a.opts.Stream, shardID).Set(0)
-	a.checkpointLag.DeleteLabelValues(a.opts.Stream, shardID)
-	a.behindLatest.DeleteLabelValues(a.opts.Stream, shardID)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.held, shardID)
-	delete(a.shards, shardID)
+	a.forgetShard(shardID)
 }
 
 // lostReason turns the consumer's reason into a label value.
@@ -295,6 +290,22 @@ func lostReason(reason string) string {
 	default:
 		return "failed"
 	}
+}
+
+// OnShardEnd implements hooks.ShardEnded: the lease of a finished shard is released, not lost.
+func (a *Adapter) OnShardEnd(stream, shardID string) {
+	a.forgetShard(shardID)
+}
+
+// forgetShard marks the shard's lease as not held and removes its gauges, which would go stale.
+func (a *Adapter) forgetShard(shardID string) {
+	a.leaseHeld.WithLabelValues(a.opts.Stream, shardID).Set(0)
+	a.checkpointLag.DeleteLabelValues(a.opts.Stream, shardID)
+	a.behindLatest.DeleteLabelValues(a.opts.Stream, shardID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.held, shardID)
+	delete(a.shards, shardID)
 }
 
 // OnLeaseClaimed implements hooks.LeaseClaimed.

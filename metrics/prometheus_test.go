@@ -317,3 +317,15 @@ func TestConcurrentHooksFromManyShards(t *testing.T) {
 		t.Errorf("freshness %v with nothing pending", got)
 	}
 }
+
+func TestAnEndedShardIsNoLongerHeld(t *testing.T) {
+	a, _ := newAdapter()
+	a.OnLeaseTaken("parent")
+	a.OnShardEnd("orders", "parent")
+	if got := value(t, a, "shardhose_leases_held"); got != 0 {
+		t.Fatalf("leases held %v after the shard ended, want 0", got)
+	}
+	if got := value(t, a, "shardhose_lease_held", "shard_id=parent"); got != 0 {
+		t.Fatalf("lease held %v", got)
+	}
+}
