@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -77,19 +76,6 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
-// healthcheck runs `shardhose healthcheck --url` and returns its exit code and output.
-func healthcheck(t *testing.T, url string) (int, string) {
-	t.Helper()
-	out, err := exec.Command(binPath, "healthcheck", "--url", url).CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), string(out)
-	}
-	if err != nil {
-		t.Fatalf("healthcheck: %v", err)
-	}
-	return 0, string(out)
-}
-
 // listenAddress waits for the daemon's "serving metrics and health" line and returns its address.
 func (d *daemon) listenAddress(t *testing.T) string {
 	t.Helper()
@@ -153,7 +139,7 @@ metrics:
 		seen = append(seen, strconv.Itoa(code))
 		return code == http.StatusOK, body
 	})
-	if code, out := healthcheck(t, base+"/readyz"); code != 0 {
+	if out, code := runCLI(t, "healthcheck", "--url", base+"/readyz"); code != 0 {
 		t.Fatalf("healthcheck when ready: exit %d: %s", code, out)
 	}
 	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
@@ -262,13 +248,13 @@ metrics:
 		code, body := get(t, base+"/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "draining"), fmt.Sprintf("%d %s", code, body)
 	})
-	if code, out := healthcheck(t, base+"/readyz"); code != 1 || !strings.Contains(out, "draining") {
+	if out, code := runCLI(t, "healthcheck", "--url", base+"/readyz"); code != 1 || !strings.Contains(out, "draining") {
 		t.Errorf("healthcheck while draining: exit %d %q, want 1 and draining", code, out)
 	}
 	if code := d.waitExit(30 * time.Second); code != exitDrainTimeout {
 		t.Errorf("exit code %d, want %d (drain deadline passed with S3 down)", code, exitDrainTimeout)
 	}
-	if code, _ := healthcheck(t, base+"/readyz"); code != 1 {
+	if _, code := runCLI(t, "healthcheck", "--url", base+"/readyz"); code != 1 {
 		t.Errorf("healthcheck after exit: %d, want 1", code)
 	}
 	t.Logf("readyz during start-up: %v; freshness peaked at %.0fs during the outage", seen, peak)
