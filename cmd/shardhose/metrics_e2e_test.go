@@ -13,6 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+
+	"github.com/shardhose/shardhose/config"
+	"github.com/shardhose/shardhose/internal/awsclient"
 	"github.com/shardhose/shardhose/internal/testenv"
 )
 
@@ -100,11 +106,13 @@ func (d *daemon) listenAddress(t *testing.T) string {
 // record and an S3 outage, scraping /metrics throughout: the dead letter is counted by condition
 // and destination; during the outage the sink is paused, data freshness and iterator age rise and
 // the checkpoint lags; after recovery the sink resumes and freshness falls to 0. /readyz and
-// `shardhose healthcheck` say ready once started and not ready while draining.
+// `shardhose healthcheck` say ready once started and not ready while draining. The same figures
+// reach CloudWatch (moto) under the names the Firehose recipe's alarms use.
 func TestMetricsAndHealthFollowAPoisonRecordAndAnS3Outage(t *testing.T) {
 	s := newE2EStack(t, 1)
 	m := s.withPrivateMoto(t)
 	dlPath := filepath.Join(t.TempDir(), "dead-letters.jsonl")
+	namespace := testenv.UniqueName(t, "shardhose-e2e")
 	cfg := s.config(t, 1, 1, fmt.Sprintf(`batching: {batch_size: 50, max_in_flight_records: 200}
 processing:
   handlers: [{type: json}]
@@ -116,7 +124,11 @@ dead_letter:
   file: {path: %q}
 metrics:
   listen: 127.0.0.1:0
-`, dlPath))
+  cloudwatch: {enabled: true, namespace: %q, interval: 1s}
+`, dlPath, namespace))
+	// CloudWatch is the shared moto's: the private one (S3) goes down during the test.
+	shared := testenv.Endpoints().Moto
+	rewrite(t, cfg, fmt.Sprintf("firehose: %q}", s.env.Moto), fmt.Sprintf("firehose: %q, cloudwatch: %q}", s.env.Moto, shared))
 	rewrite(t, cfg, "drain_timeout: 30s", "drain_timeout: 6s")
 	rewrite(t, cfg, "retry: {initial_backoff: 200ms, max_backoff: 2s}", "retry: {initial_backoff: 200ms, max_backoff: 500ms}")
 
@@ -256,6 +268,45 @@ metrics:
 	}
 	if _, code := runCLI(t, "healthcheck", "--url", base+"/readyz"); code != 1 {
 		t.Errorf("healthcheck after exit: %d, want 1", code)
+	}
+
+	// The same figures reached CloudWatch under the AWS names the recipe's alarms use.
+	cw := awsclient.CloudWatch(testenv.AWSConfig(t, shared), config.AWS{})
+	maxOf := func(metric string, stat cwtypes.Statistic, dims ...string) float64 {
+		t.Helper()
+		var d []cwtypes.Dimension
+		for i := 0; i < len(dims); i += 2 {
+			d = append(d, cwtypes.Dimension{Name: aws.String(dims[i]), Value: aws.String(dims[i+1])})
+		}
+		out, err := cw.GetMetricStatistics(t.Context(), &cloudwatch.GetMetricStatisticsInput{
+			Namespace: aws.String(namespace), MetricName: aws.String(metric), Dimensions: d,
+			StartTime: aws.Time(time.Now().Add(-time.Hour)), EndTime: aws.Time(time.Now().Add(time.Minute)),
+			Period: aws.Int32(3600), Statistics: []cwtypes.Statistic{stat},
+		})
+		if err != nil {
+			t.Fatalf("GetMetricStatistics %s: %v", metric, err)
+		}
+		v := -1.0
+		for _, p := range out.Datapoints {
+			if stat == cwtypes.StatisticSum {
+				v = max(v, aws.ToFloat64(p.Sum))
+			} else {
+				v = max(v, aws.ToFloat64(p.Maximum))
+			}
+		}
+		return v
+	}
+	if v := maxOf("DeliveryToS3.DataFreshness", cwtypes.StatisticMaximum, "SinkName", "archive"); v < peak-1 {
+		t.Errorf("CloudWatch DeliveryToS3.DataFreshness maximum %v s, want about the peak scraped (%v s)", v, peak)
+	}
+	if v := maxOf("IteratorAge", cwtypes.StatisticMaximum, "StreamName", s.stream); v <= 0 {
+		t.Errorf("CloudWatch IteratorAge maximum %v ms, want > 0", v)
+	}
+	if v := maxOf("DeadLetters", cwtypes.StatisticSum, "Condition", "RetryAttemptsExhausted", "Destination", "file", "StreamName", s.stream); v != 1 {
+		t.Errorf("CloudWatch DeadLetters sum %v, want 1", v)
+	}
+	if v := maxOf("DeliveryToS3.Paused", cwtypes.StatisticMaximum, "SinkName", "archive"); v != 1 {
+		t.Errorf("CloudWatch DeliveryToS3.Paused maximum %v, want 1 (the outage)", v)
 	}
 	t.Logf("readyz during start-up: %v; freshness peaked at %.0fs during the outage", seen, peak)
 }
