@@ -27,6 +27,7 @@ type observability struct {
 	hooks   hooks.Set
 	monitor *health.Monitor // nil without a listener
 	server  *http.Server
+	addr    string // the listener's address, once bound
 	stopPub context.CancelFunc
 	pubDone chan struct{}
 }
@@ -64,13 +65,14 @@ func startObservability(cfg config.Config, awsCfg aws.Config, log *slog.Logger, 
 			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
+		o.addr = ln.Addr().String()
 		o.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := o.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics and health listener stopped", "error", err)
 			}
 		}()
-		log.Info("serving metrics and health", "address", ln.Addr().String(), "pprof", m.Pprof)
+		log.Info("serving metrics and health", "address", o.addr, "pprof", m.Pprof)
 	}
 
 	if m.CloudWatch.Enabled {
