@@ -2,11 +2,15 @@ package consumer
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/shardhose/shardhose/checkpoint"
+	"github.com/shardhose/shardhose/health"
+	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/record"
 )
 
@@ -110,5 +114,67 @@ func TestHooksReportLivenessAndCheckpointLag(t *testing.T) {
 				t.Fatalf("waits %v do not alternate true, false", h.waits)
 			}
 		}
+	})
+}
+
+// wedgingTable is a lease table whose List blocks, once wedge is closed, until released: a
+// stand-in for a lease loop stuck inside a pass (it holds no lock there, so the rest of the
+// consumer carries on).
+type wedgingTable struct {
+	LeaseTable
+	wedge   chan struct{} // closed: renewals start blocking
+	release chan struct{} // closed: blocked renewals return
+}
+
+func (w *wedgingTable) List(ctx context.Context) ([]checkpoint.Lease, error) {
+	select {
+	case <-w.wedge:
+		select {
+		case <-w.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	default:
+	}
+	return w.LeaseTable.List(ctx)
+}
+
+// TestAWedgedLeaseLoopTurnsHealthRed: the health monitor, plugged in as a hook, stays green while
+// the lease loop passes and the reader turns, and goes red once a lease table read blocks the loop for
+// longer than the liveness timeout, and green again once it passes.
+func TestAWedgedLeaseLoopTurnsHealthRed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &memStream{}
+		st.addShard("shard-0")
+		st.put("shard-0", 10)
+		m := newMemLeases()
+		opts := leaseTestOptions("a", st, m)
+		wt := &wedgingTable{LeaseTable: opts.Table, wedge: make(chan struct{}), release: make(chan struct{})}
+		opts.Table = wt
+		mon := health.New(clock.Real(), time.Minute, 2*opts.Stream.PollInterval)
+		mon.Started()
+		opts.Hooks = append(opts.Hooks, mon)
+		a := runConsumer(t, opts)
+
+		withinVirtual(t, 5*time.Second, "lease taken", func() bool { l, _ := m.get("shard-0"); return l.Owner == "a" })
+		time.Sleep(2 * time.Minute)
+		if p := mon.Live(); p != nil {
+			t.Fatalf("a running consumer is reported not alive: %v", p)
+		}
+		if p := mon.Ready(); p != nil {
+			t.Fatalf("a running consumer is reported not ready: %v", p)
+		}
+		close(wt.wedge)
+		time.Sleep(time.Minute + 2*vRenewInterval)
+		live := mon.Live()
+		if len(live) == 0 || !strings.Contains(live[0], "lease loop: no pass") {
+			t.Fatalf("a lease loop wedged for over a minute: Live = %v, want the lease loop reported", live)
+		}
+		if r := mon.Ready(); len(r) == 0 {
+			t.Fatal("a wedged lease loop is still reported ready")
+		}
+		close(wt.release)
+		withinVirtual(t, 2*vRenewInterval, "alive again once the loop passes", func() bool { return mon.Live() == nil })
+		a.stop(t)
 	})
 }
