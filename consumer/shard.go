@@ -312,6 +312,8 @@ func (w *shardWorker) read(ctx context.Context, start startPosition) {
 		if p, ok := w.pipeline.(ShardEndPipeline); ok {
 			p.ShardEnded()
 		}
+		// Waiting for the shard's last records to be delivered is backpressure, not a wedge.
+		hooks.Each(w.c.opts.Hooks, func(h hooks.ShardWaiting) { h.OnShardWaiting(w.c.streamName, w.shardID, true) })
 		w.finishShardEnd()
 		return
 	}
