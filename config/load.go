@@ -29,8 +29,14 @@ import (
 //
 // A SHARDHOSE_ variable with no double underscore is a config key only if it starts with the name
 // of a section (SHARDHOSE_STREAM_NAME is reported as a mistake); others, such as SHARDHOSE_CONFIG
-// or SHARDHOSE_TEST_*, are left for whoever reads them.
+// or SHARDHOSE_TEST_*, are left for whoever reads them, as are the commands' own variables below.
 const EnvPrefix = "SHARDHOSE_"
+
+// commandVariables are SHARDHOSE_ variables that commands read for themselves although their
+// names start with a section's: they are not config keys, nor mistakes.
+var commandVariables = []string{
+	"SHARDHOSE_METRICS_URL", // shardhose loadtest --metrics-url
+}
 
 // envLevelSep separates levels in an environment variable's name.
 const envLevelSep = "__"
@@ -242,6 +248,9 @@ func mergeEnv(k *koanf.Koanf, environ func() []string) (map[string]string, Error
 	transform := func(name, value string) (string, any) {
 		rest := strings.TrimPrefix(name, EnvPrefix)
 		lower := strings.ToLower(rest)
+		if slices.Contains(commandVariables, name) {
+			return "", nil
+		}
 		if !strings.Contains(rest, envLevelSep) {
 			for _, s := range sections {
 				if lower == s || strings.HasPrefix(lower, s+"_") {

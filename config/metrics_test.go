@@ -52,3 +52,24 @@ func TestMetricsKeys(t *testing.T) {
 		})
 	}
 }
+
+// SHARDHOSE_METRICS_URL is the load test's variable, not a misspelt metrics key; a real metrics
+// key set from the environment works, and a misspelt one is still reported.
+func TestMetricsFromTheEnvironment(t *testing.T) {
+	path := writeFile(t, minimalFile)
+	cfg, err := Load(LoadOptions{Path: path, Environ: envOf(
+		"SHARDHOSE_METRICS_URL=http://127.0.0.1:9464/metrics",
+		"SHARDHOSE_METRICS__LISTEN=:9464",
+		"SHARDHOSE_METRICS__CLOUDWATCH__ENABLED=true",
+	)})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.Metrics.Listen != ":9464" || !cfg.Metrics.CloudWatch.Enabled {
+		t.Errorf("metrics from the environment: %+v", cfg.Metrics)
+	}
+	_, err = Load(LoadOptions{Path: path, Environ: envOf("SHARDHOSE_METRICS_LISTEN=:9464")})
+	if err == nil || !strings.Contains(err.Error(), "SHARDHOSE_METRICS_LISTEN: is not a config key: separate levels with a double underscore, e.g. SHARDHOSE_METRICS__LISTEN") {
+		t.Errorf("a misspelt metrics variable: %v", err)
+	}
+}

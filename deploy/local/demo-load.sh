@@ -6,9 +6,10 @@
 # record in S3 through the id it stamped into each, stops the daemon and prints the report.
 #
 # Environment: SHARDHOSE_LOAD_RATE (default 1000), SHARDHOSE_LOAD_DURATION (default 60s),
-# SHARDHOSE_LOAD_CONFIG (default configs/loadtest.yaml), SHARDHOSE_METRICS_URL (the daemon's
-# metrics, for the iterator age); the ports of deploy/local/ports.env can be overridden as for
-# the stack. Extra arguments go to `shardhose loadtest` (e.g. --output json).
+# SHARDHOSE_LOAD_CONFIG (default configs/loadtest.yaml), SHARDHOSE_DEMO_METRICS_PORT (default
+# 14580: the daemon serves its Prometheus metrics there, and the load test reads the iterator age
+# from them), SHARDHOSE_METRICS_URL (another metrics endpoint to read instead); the ports of
+# deploy/local/ports.env can be overridden as for the stack. Extra arguments go to `shardhose loadtest` (e.g. --output json).
 set -euo pipefail
 
 # shellcheck source=lib/common.sh
@@ -28,6 +29,10 @@ export SHARDHOSE_AWS__ENDPOINTS__KINESIS="http://$HOST:$KINESALITE_PORT"
 export SHARDHOSE_AWS__ENDPOINTS__DYNAMODB="http://$HOST:$DYNALITE_PORT"
 export SHARDHOSE_AWS__ENDPOINTS__S3="http://$HOST:$MOTO_PORT"
 export SHARDHOSE_AWS__ENDPOINTS__SQS="http://$HOST:$MOTO_PORT"
+# The daemon's metrics (metrics.listen), read back by the load test for the iterator age.
+METRICS_ADDR="$HOST:${SHARDHOSE_DEMO_METRICS_PORT:-14580}"
+export SHARDHOSE_METRICS__LISTEN="${SHARDHOSE_METRICS__LISTEN:-$METRICS_ADDR}"
+export SHARDHOSE_METRICS_URL="${SHARDHOSE_METRICS_URL:-http://$METRICS_ADDR/metrics}"
 
 echo "== creating stream shardhose-load on kinesalite ($HOST:$KINESALITE_PORT) and bucket shardhose-load"
 go run ./deploy/local/localinit -kinesis "http://$HOST:$KINESALITE_PORT" -moto "http://$HOST:$MOTO_PORT" \
