@@ -8,7 +8,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/shardhose/shardhose/checkpoint"
 	"github.com/shardhose/shardhose/health"
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/record"
@@ -117,30 +116,23 @@ func TestHooksReportLivenessAndCheckpointLag(t *testing.T) {
 	})
 }
 
-// wedgingTable is a lease table whose List blocks, once wedge is closed, until released: a
-// stand-in for a lease loop stuck inside a pass (it holds no lock there, so the rest of the
-// consumer carries on).
-type wedgingTable struct {
-	LeaseTable
-	wedge   chan struct{} // closed: renewals start blocking
-	release chan struct{} // closed: blocked renewals return
+// wedgingHook blocks the lease loop, once wedge is closed, until release is closed: a stand-in
+// for whatever may stop the loop inside a pass (the loop calls hooks synchronously).
+type wedgingHook struct {
+	wedge   chan struct{}
+	release chan struct{}
 }
 
-func (w *wedgingTable) List(ctx context.Context) ([]checkpoint.Lease, error) {
+func (w *wedgingHook) OnLeasePass() {
 	select {
 	case <-w.wedge:
-		select {
-		case <-w.release:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+		<-w.release
 	default:
 	}
-	return w.LeaseTable.List(ctx)
 }
 
 // TestAWedgedLeaseLoopTurnsHealthRed: the health monitor, plugged in as a hook, stays green while
-// the lease loop passes and the reader turns, and goes red once a lease table read blocks the loop for
+// the lease loop passes and the reader turns, goes red once the loop is blocked inside a pass for
 // longer than the liveness timeout, and green again once it passes.
 func TestAWedgedLeaseLoopTurnsHealthRed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -149,11 +141,10 @@ func TestAWedgedLeaseLoopTurnsHealthRed(t *testing.T) {
 		st.put("shard-0", 10)
 		m := newMemLeases()
 		opts := leaseTestOptions("a", st, m)
-		wt := &wedgingTable{LeaseTable: opts.Table, wedge: make(chan struct{}), release: make(chan struct{})}
-		opts.Table = wt
+		wt := &wedgingHook{wedge: make(chan struct{}), release: make(chan struct{})}
 		mon := health.New(clock.Real(), time.Minute, 2*opts.Stream.PollInterval)
 		mon.Started()
-		opts.Hooks = append(opts.Hooks, mon)
+		opts.Hooks = append(opts.Hooks, wt, mon) // the wedge comes first: the monitor hears no more passes
 		a := runConsumer(t, opts)
 
 		withinVirtual(t, 5*time.Second, "lease taken", func() bool { l, _ := m.get("shard-0"); return l.Owner == "a" })
