@@ -119,18 +119,21 @@ func For(cfg config.Config, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("dead_letter: %w", err)
 	}
 	b.processing(cfg.Processing)
-	b.metrics()
+	b.metrics(cfg.Metrics)
 	b.buckets()
 	return Result{Policy: Policy{Version: "2012-10-17", Statement: b.stmts}, Warnings: b.warnings}, nil
 }
 
-// metrics is where CloudWatch publishing, once the configuration can enable it, adds
-// cloudwatch:PutMetricData. IAM cannot limit that action to a resource, only by the namespace:
-//
-//	b.stmts = append(b.stmts, Statement{Sid: "PublishMetrics", Effect: "Allow",
-//		Action: []string{"cloudwatch:PutMetricData"}, Resource: []string{"*"},
-//		Condition: map[string]map[string]string{"StringEquals": {"cloudwatch:namespace": namespace}}})
-func (b *builder) metrics() {}
+// metrics adds cloudwatch:PutMetricData when CloudWatch publishing is on. IAM cannot limit that
+// action to a resource, only by the namespace.
+func (b *builder) metrics(m config.Metrics) {
+	if !m.CloudWatch.Enabled {
+		return
+	}
+	b.stmts = append(b.stmts, Statement{Sid: "PublishMetrics", Effect: "Allow",
+		Action: []string{"cloudwatch:PutMetricData"}, Resource: []string{"*"},
+		Condition: map[string]map[string]string{"StringEquals": {"cloudwatch:namespace": m.CloudWatch.Namespace}}})
+}
 
 func (b *builder) sink(s config.Sink) error {
 	switch s.Type {

@@ -195,6 +195,10 @@ func (p *Publisher) datums() ([]cwtypes.MetricDatum, map[string]float64, error) 
 			for _, l := range s.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
+			if _, ok := labels["sink"]; ok {
+				// A sink's figures carry the stream too: alarms name both (StreamName, SinkName).
+				labels["stream"] = p.a.opts.Stream
+			}
 			key := m.prom + seriesKey(labels)
 			if m.kind == counter {
 				seen[key] = v

@@ -78,7 +78,7 @@ func TestCloudWatchPublishesUnderAWSNames(t *testing.T) {
 	if v, _ := stat("IteratorAge", cwtypes.StatisticMaximum, "ShardId", "shard-0", "StreamName", "orders"); v != 1500 {
 		t.Errorf("IteratorAge{StreamName,ShardId=shard-0} max = %v ms, want 1500", v)
 	}
-	if v, _ := stat("DeliveryToS3.DataFreshness", cwtypes.StatisticMaximum, "SinkName", "lake"); v != 91 {
+	if v, _ := stat("DeliveryToS3.DataFreshness", cwtypes.StatisticMaximum, "SinkName", "lake", "StreamName", "orders"); v != 91 {
 		t.Errorf("DeliveryToS3.DataFreshness max = %v s, want 91", v)
 	}
 	// Counters: shard-0 read 100 then 20 more; the sum over both publications is its total, not

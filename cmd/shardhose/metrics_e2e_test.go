@@ -296,7 +296,7 @@ metrics:
 		}
 		return v
 	}
-	if v := maxOf("DeliveryToS3.DataFreshness", cwtypes.StatisticMaximum, "SinkName", "archive"); v < peak-1 {
+	if v := maxOf("DeliveryToS3.DataFreshness", cwtypes.StatisticMaximum, "SinkName", "archive", "StreamName", s.stream); v < peak-1 {
 		t.Errorf("CloudWatch DeliveryToS3.DataFreshness maximum %v s, want about the peak scraped (%v s)", v, peak)
 	}
 	if v := maxOf("IteratorAge", cwtypes.StatisticMaximum, "StreamName", s.stream); v <= 0 {
@@ -305,7 +305,7 @@ metrics:
 	if v := maxOf("DeadLetters", cwtypes.StatisticSum, "Condition", "RetryAttemptsExhausted", "Destination", "file", "StreamName", s.stream); v != 1 {
 		t.Errorf("CloudWatch DeadLetters sum %v, want 1", v)
 	}
-	if v := maxOf("DeliveryToS3.Paused", cwtypes.StatisticMaximum, "SinkName", "archive"); v != 1 {
+	if v := maxOf("DeliveryToS3.Paused", cwtypes.StatisticMaximum, "SinkName", "archive", "StreamName", s.stream); v != 1 {
 		t.Errorf("CloudWatch DeliveryToS3.Paused maximum %v, want 1 (the outage)", v)
 	}
 	t.Logf("readyz during start-up: %v; freshness peaked at %.0fs during the outage", seen, peak)
