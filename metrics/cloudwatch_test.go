@@ -19,10 +19,7 @@ import (
 // back: the recipe's alarm metrics (IteratorAge per stream, DeliveryToS3.DataFreshness per sink)
 // under their AWS names and dimensions, and counters as the increase of each interval.
 func TestCloudWatchPublishesUnderAWSNames(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs moto (the local stack)")
-	}
-	env := testenv.Require(t)
+	env := testenv.Require(t) // skips under -short: it needs moto
 	cw := awsclient.CloudWatch(testenv.AWSConfig(t, env.Moto), config.AWS{})
 	ns := testenv.UniqueName(t, "shardhose-test")
 	now := time.Now().Truncate(time.Second)
