@@ -227,7 +227,11 @@ func startDynalite(t *testing.T) *dynalite {
 	}
 	port := freePort(t)
 	d := &dynalite{endpoint: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	d.cmd = exec.Command("node", cli, "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--createTableMs", "50")
+	guard, err := filepath.Abs("../../deploy/local/lib/dynalite-guard.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command("node", "--require", guard, cli, "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--createTableMs", "50")
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start dynalite: %v", err)

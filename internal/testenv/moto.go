@@ -71,7 +71,9 @@ func StartDynalite(t testing.TB) *Dynalite {
 		if _, err := os.Stat(cli); err != nil {
 			return nil, fmt.Errorf("dynalite is not installed (make local-up installs it): %w", err)
 		}
-		return []string{node, cli, "--host", "127.0.0.1", "--port", fmt.Sprint(port),
+		// The guard keeps dynalite alive when a client aborts a request (see the script).
+		guard := filepath.Join(root, "deploy", "local", "lib", "dynalite-guard.js")
+		return []string{node, "--require", guard, cli, "--host", "127.0.0.1", "--port", fmt.Sprint(port),
 			"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50"}, nil
 	})
 }
