@@ -252,6 +252,7 @@ func TestTemplateReferencesResolveAndMatchTheTaskDefinition(t *testing.T) {
 		"AWS::Region": "us-east-1", "StreamName": "orders", "LeaseTable": "shardhose-leases",
 		"BucketName": "orders-lake", "DeadLetterQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/shardhose-dlq",
 		"DrainTimeoutSeconds": strconv.Itoa(paramDefault("DrainTimeoutSeconds")),
+		"MetricsNamespace":    fmt.Sprint(get(t, params, "MetricsNamespace", "Default")),
 	}
 	var env []keyValue
 	for _, e := range get(t, container, "Environment").([]any) {
