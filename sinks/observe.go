@@ -22,7 +22,28 @@ func Observe(s Sink, hs hooks.Set) Sink {
 	if !watching {
 		return s
 	}
-	return &observed{Sink: s, hooks: hs}
+	o := &observed{Sink: s, hooks: hs}
+	if eo, ok := s.(ExactlyOnce); ok {
+		// The consumer finds exactly-once sinks by this interface: hiding it would make the
+		// sink deliver at least once.
+		return &observedExactlyOnce{observed: o, exactly: eo}
+	}
+	return o
+}
+
+// observedExactlyOnce is an observed sink that keeps the ExactlyOnce contract of the sink it
+// wraps, passing its calls straight through.
+type observedExactlyOnce struct {
+	*observed
+	exactly ExactlyOnce
+}
+
+func (o *observedExactlyOnce) ExactlyOnce() bool { return o.exactly.ExactlyOnce() }
+func (o *observedExactlyOnce) OpenShard(shardID string, from record.Position, lease ShardLease) {
+	o.exactly.OpenShard(shardID, from, lease)
+}
+func (o *observedExactlyOnce) Delivered(shardID string) (record.Position, bool) {
+	return o.exactly.Delivered(shardID)
 }
 
 type observed struct {

@@ -87,3 +87,41 @@ func TestObserveReportsPendingWritesUntilAcknowledged(t *testing.T) {
 		t.Fatalf("events %v, want %v", h.events, want)
 	}
 }
+
+// exactlySink is a holdSink that delivers exactly once: it records the runs opened on it.
+type exactlySink struct {
+	holdSink
+	opened []string
+}
+
+func (s *exactlySink) ExactlyOnce() bool { return true }
+func (s *exactlySink) OpenShard(shardID string, _ record.Position, _ ShardLease) {
+	s.opened = append(s.opened, shardID)
+}
+func (s *exactlySink) Delivered(string) (record.Position, bool) {
+	return record.Position{SequenceNumber: "7"}, true
+}
+
+// An observed exactly-once sink must still be one: the consumer finds the ExactlyOnce interface
+// on the sinks it is given, and a sink without it delivers at least once.
+func TestObserveKeepsExactlyOnce(t *testing.T) {
+	inner := &exactlySink{}
+	observed := Observe(inner, hooks.Set{&pendingHook{pending: map[uint64]time.Time{}}})
+	if observed == Sink(inner) {
+		t.Fatal("Observe did not wrap the sink although a SinkPending hook was given")
+	}
+	eo, ok := observed.(ExactlyOnce)
+	if !ok || !eo.ExactlyOnce() {
+		t.Fatalf("the observed sink (%T) is not ExactlyOnce: its records would be delivered at least once", observed)
+	}
+	eo.OpenShard("shardId-1", record.Position{}, nil)
+	if len(inner.opened) != 1 || inner.opened[0] != "shardId-1" {
+		t.Fatalf("OpenShard reached the sink as %q", inner.opened)
+	}
+	if p, ok := eo.Delivered("shardId-1"); !ok || p.SequenceNumber != "7" {
+		t.Fatalf("Delivered = %v, %v; want the sink's own", p, ok)
+	}
+	if _, ok := Observe(&holdSink{}, hooks.Set{&pendingHook{}}).(ExactlyOnce); ok {
+		t.Fatal("an observed at-least-once sink claims to be ExactlyOnce")
+	}
+}
