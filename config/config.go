@@ -90,6 +90,13 @@ type Stream struct {
 	PollInterval time.Duration `koanf:"poll_interval"`
 	// MaxRecordsPerRead is GetRecords' Limit (1 to 10,000).
 	MaxRecordsPerRead int `koanf:"max_records_per_read"`
+	// MaxIdlePollInterval bounds the wait between reads of a shard whose reads keep returning
+	// nothing: it doubles from PollInterval up to this, and the first record read resets it
+	// (MinPollInterval to MaxPollInterval; at or below PollInterval there is no back-off).
+	MaxIdlePollInterval time.Duration `koanf:"max_idle_poll_interval"`
+	// ResponseBuffers is how many GetRecords responses the process reads and decodes at once,
+	// over all shards (1 to 1,024); each buffer grows to the largest response it has held.
+	ResponseBuffers int `koanf:"response_buffers"`
 }
 
 // Leases configures the DynamoDB lease table that spreads shards over workers.
@@ -287,9 +294,11 @@ func Defaults() Config {
 			Timeouts:    TimeoutsDefaults(),
 		},
 		Stream: Stream{
-			StartingPosition:  "TRIM_HORIZON",
-			PollInterval:      time.Second,
-			MaxRecordsPerRead: 10000,
+			StartingPosition:    "TRIM_HORIZON",
+			PollInterval:        time.Second,
+			MaxRecordsPerRead:   10000,
+			MaxIdlePollInterval: 5 * time.Second,
+			ResponseBuffers:     4,
 		},
 		Leases: Leases{
 			Table:              "shardhose-leases",

@@ -325,6 +325,9 @@ func (v *checker) stream(s Stream, region string) {
 	v.durationRange("stream.poll_interval", s.PollInterval, MinPollInterval, MaxPollInterval,
 		"faster exceeds Kinesis's 5 reads per shard per second; slower lets the shard iterator expire")
 	v.intRange("stream.max_records_per_read", s.MaxRecordsPerRead, 1, 10000)
+	v.durationRange("stream.max_idle_poll_interval", s.MaxIdlePollInterval, MinPollInterval, MaxPollInterval,
+		"where the wait between reads of a quiet shard stops doubling, short of the 5 minutes after which a shard iterator expires")
+	v.intRange("stream.response_buffers", s.ResponseBuffers, 1, 1024)
 }
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

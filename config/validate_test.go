@@ -142,6 +142,14 @@ func TestValidateBoundaries(t *testing.T) {
 		{"max records 1", func(c *Config) { c.Stream.MaxRecordsPerRead = 1 }, ""},
 		{"max records 10000", func(c *Config) { c.Stream.MaxRecordsPerRead = 10000 }, ""},
 		{"max records 10001", func(c *Config) { c.Stream.MaxRecordsPerRead = 10001 }, "stream.max_records_per_read"},
+		{"idle poll 200ms", func(c *Config) { c.Stream.MaxIdlePollInterval = 200 * time.Millisecond }, ""},
+		{"idle poll 199ms", func(c *Config) { c.Stream.MaxIdlePollInterval = 199 * time.Millisecond }, "stream.max_idle_poll_interval"},
+		{"idle poll 4m", func(c *Config) { c.Stream.MaxIdlePollInterval = 4 * time.Minute }, ""},
+		{"idle poll 4m1s", func(c *Config) { c.Stream.MaxIdlePollInterval = 4*time.Minute + time.Second }, "stream.max_idle_poll_interval"},
+		{"response buffers 1", func(c *Config) { c.Stream.ResponseBuffers = 1 }, ""},
+		{"response buffers 0", func(c *Config) { c.Stream.ResponseBuffers = 0 }, "stream.response_buffers"},
+		{"response buffers 1024", func(c *Config) { c.Stream.ResponseBuffers = 1024 }, ""},
+		{"response buffers 1025", func(c *Config) { c.Stream.ResponseBuffers = 1025 }, "stream.response_buffers"},
 
 		// leases
 		{"table empty", func(c *Config) { c.Leases.Table = "" }, "leases.table"},

@@ -53,8 +53,16 @@ type shardReader struct {
 	health       *outageLog // the stream's outages, shared by every shard's reader; nil logs none
 	hooks        hooks.Set
 	pollInterval time.Duration
-	limit        int32
-	backoff      retry.Policy
+	// maxIdlePoll bounds the wait after consecutive empty reads of a caught-up shard: the wait
+	// doubles from pollInterval up to it, and a read that returns records resets it. At or
+	// below pollInterval, every wait is pollInterval.
+	maxIdlePoll time.Duration
+	// pending, when set, reports that emit holds records it has not handed on yet (an open
+	// batching window): the reader then polls at pollInterval, not backing off, because emit's
+	// calls after each read are what close that window on time.
+	pending func() bool
+	limit   int32
+	backoff retry.Policy
 }
 
 // minCallGap keeps a reader within Kinesis's 5 GetRecords calls per shard per second.
@@ -79,6 +87,7 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 		return false, err
 	}
 	failures := 0
+	idle := 0 // consecutive empty reads of a caught-up shard
 	for {
 		hooks.Each(r.hooks, func(h hooks.ShardProgress) { h.OnShardProgress(r.streamName, r.shardID) })
 		out, err := r.api.GetRecords(ctx, &kinesis.GetRecordsInput{
@@ -141,13 +150,33 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 		iterator = out.NextShardIterator
 
 		wait := r.pollInterval
-		if len(out.Records) > 0 && (behind > 0 || len(out.Records) >= int(r.limit)) {
+		switch {
+		case len(out.Records) > 0 && (behind > 0 || len(out.Records) >= int(r.limit)):
 			wait = minCallGap // more is waiting: read again as soon as Kinesis allows
+			idle = 0
+		case len(out.Records) > 0 || behind > 0 || (r.pending != nil && r.pending()):
+			idle = 0
+		default:
+			idle++
+			wait = r.idleWait(idle)
 		}
 		if err := clock.Sleep(ctx, r.clock, wait); err != nil {
 			return false, err
 		}
 	}
+}
+
+// idleWait is the wait after the n-th consecutive empty read (n >= 1) of a caught-up shard:
+// pollInterval, then twice as long after each further empty read, up to maxIdlePoll.
+func (r *shardReader) idleWait(n int) time.Duration {
+	wait := r.pollInterval
+	for i := 1; i < n && wait < r.maxIdlePoll; i++ {
+		wait *= 2
+	}
+	if wait > r.maxIdlePoll {
+		wait = max(r.maxIdlePoll, r.pollInterval)
+	}
+	return wait
 }
 
 func (r *shardReader) arnOrNil() *string {

@@ -264,10 +264,13 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 			health:       c.streamHealth,
 			hooks:        c.opts.Hooks,
 			pollInterval: c.opts.Stream.PollInterval,
+			maxIdlePoll:  c.opts.Stream.MaxIdlePollInterval,
 			limit:        int32(c.opts.Stream.MaxRecordsPerRead),
 			backoff:      c.readPolicy,
 		},
 	}
+	// dispatch runs on the reader's goroutine, so gathered is read there without a lock.
+	w.reader.pending = func() bool { return len(w.gathered) > 0 }
 	start := startPosition{after: l.Checkpoint}
 	if l.Checkpoint.IsZero() {
 		if len(l.ParentShardIDs) > 0 {

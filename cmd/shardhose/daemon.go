@@ -19,6 +19,7 @@ import (
 	"github.com/shardhose/shardhose/checkpoint"
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/consumer"
+	"github.com/shardhose/shardhose/consumer/getrecords"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/awsclient"
 	"github.com/shardhose/shardhose/internal/clock"
@@ -176,7 +177,7 @@ func runConsumer(cfg config.Config, log *slog.Logger) (int, error) {
 	if err != nil {
 		return exitConfig, fmt.Errorf("aws configuration: %w", err)
 	}
-	kin := awsclient.Kinesis(awsCfg, cfg.AWS)
+	kin := awsclient.Kinesis(awsCfg, cfg.AWS, getrecords.WithProtocol(cfg.Stream.ResponseBuffers))
 	ddb := awsclient.DynamoDB(awsCfg, cfg.AWS)
 
 	notifier, err := sdnotify.New(log, cfg.Leases.RenewInterval)

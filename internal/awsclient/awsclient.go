@@ -37,6 +37,8 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 
+	"github.com/shardhose/shardhose/consumer/getrecords"
+
 	"github.com/shardhose/shardhose/config"
 )
 
@@ -167,11 +169,13 @@ func setEndpoint(base **string, cfg config.AWS, service string) {
 }
 
 // Kinesis returns a Kinesis client on awsCfg, at Endpoint(cfg, "kinesis") when set, else where
-// the SDK's own settings put it.
-func Kinesis(awsCfg aws.Config, cfg config.AWS) *kinesis.Client {
-	return kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
+// the SDK's own settings put it. Its GetRecords responses are decoded by getrecords.Protocol
+// (getrecords.DefaultBodies at once unless optFns install it with another count).
+func Kinesis(awsCfg aws.Config, cfg config.AWS, optFns ...func(*kinesis.Options)) *kinesis.Client {
+	fns := append([]func(*kinesis.Options){func(o *kinesis.Options) {
 		setEndpoint(&o.BaseEndpoint, cfg, ServiceKinesis)
-	})
+	}, getrecords.WithProtocol(getrecords.DefaultBodies)}, optFns...)
+	return kinesis.NewFromConfig(awsCfg, fns...)
 }
 
 // DynamoDB returns a DynamoDB client on awsCfg, at Endpoint(cfg, "dynamodb") when set.

@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/shardhose/shardhose/consumer/getrecords"
 )
 
 // AWSConfig returns an SDK configuration for one server of the local stack: static credentials
@@ -44,11 +46,12 @@ func KinesaliteClient(t testing.TB, e Env) *kinesis.Client {
 	return kinesisClient(t, e.Kinesalite)
 }
 
+// kinesisClient decodes GetRecords responses as the daemon does (getrecords.Protocol).
 func kinesisClient(t testing.TB, endpoint string) *kinesis.Client {
 	t.Helper()
 	return kinesis.NewFromConfig(AWSConfig(t, endpoint), func(o *kinesis.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
-	})
+	}, getrecords.WithProtocol(getrecords.DefaultBodies))
 }
 
 // DynamoDBClient returns a client of dynalite.
