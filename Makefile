@@ -21,6 +21,9 @@
 #   make demo-load   build, start the stack, load-test end to end (deploy/local/demo-load.sh):
 #                    the recipe's events at 1,000 records/s for 60 s through kinesalite
 #   make bench       benchmarks against the local stack, written to docs/benchmarks.txt
+#   make bench-e2e   the daemon against a plain GetRecords loop on kinesalite (deploy/bench/e2e),
+#                    CPU and peak RSS of each process, written into docs/benchmarks.md;
+#                    BENCH_RECORDS (100000), BENCH_ROUNDS (3), BENCH_ONLY (variant name prefixes)
 #   make clean       stop the stack, remove bin/, deploy/local/run/ and deploy/local/node_modules/
 #
 # Needs Go, Node.js with npm, and moto (moto_server); Go modules and the npm packages are
@@ -53,9 +56,9 @@ FUZZFLAGS ?=
 # Every fuzz target, as package:Function; `make fuzz` runs them one after another.
 FUZZ_TARGETS := ./config:FuzzLoad ./sinks/s3/prefix:FuzzParse ./process/eventfilter:FuzzCompileAndMatch \
 	./consumer/kpl:FuzzDeaggregate ./sinks/http:FuzzCheckResponse ./sinks/opensearch:FuzzBulkResponse \
-	./dlq:FuzzParseMessage
+	./dlq:FuzzParseMessage ./consumer/getrecords:FuzzSameAsSDK ./process:FuzzJSONValidatorAgreesWithEncodingJSON
 
-.PHONY: build image local-up local-down local-status test test-race test-unit fuzz demo demo-load bench clean
+.PHONY: build image local-up local-down local-status test test-race test-unit fuzz demo demo-load bench bench-e2e clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/shardhose ./cmd/shardhose
@@ -103,6 +106,15 @@ bench:
 	SHARDHOSE_TEST_REQUIRE_STACK=1 $(LOCAL)/with-stack.sh \
 		$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) ./... | tee docs/benchmarks.txt.tmp
 	mv docs/benchmarks.txt.tmp docs/benchmarks.txt
+
+BENCH_RECORDS ?= 100000
+BENCH_ROUNDS ?= 3
+BENCH_ONLY ?=
+
+bench-e2e: build
+	$(GO) build -o bin/bench-floor ./deploy/bench/floor
+	$(GO) build -o bin/bench-e2e ./deploy/bench/e2e
+	$(LOCAL)/with-stack.sh bin/bench-e2e -records $(BENCH_RECORDS) -rounds $(BENCH_ROUNDS) -only '$(BENCH_ONLY)'
 
 clean:
 	-$(LOCAL)/down.sh

@@ -1,0 +1,441 @@
+// Command e2e is `make bench-e2e`: on the local stack (kinesalite, dynalite, moto, started by
+// deploy/local/with-stack.sh, which passes their endpoints in SHARDHOSE_TEST_*_ENDPOINT) it loads
+// -records JSON records of -size bytes onto a stream of -shards shards once, then runs, -rounds
+// times and interleaved, each variant over the whole stream: the floor (deploy/bench/floor, a
+// plain GetRecords loop, with the SDK's decoder and with consumer/getrecords) and the shardhose
+// daemon delivering to S3 with GZIP, ZSTD, Snappy, and GZIP after the json handler. Each process
+// is measured from outside: CPU (user + system) and peak RSS from its rusage, wall time, and the
+// machine's load average when it started. A daemon run ends when the lease table shows every
+// shard checkpointed at its last record (so everything was delivered), then gets SIGTERM.
+//
+// It reports and never asserts: the table, with ratios to the floor, replaces the section
+// between the bench-e2e markers of -doc (docs/benchmarks.md).
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/shardhose/shardhose/checkpoint"
+	"github.com/shardhose/shardhose/record"
+)
+
+type variant struct {
+	name  string
+	floor []string // floor arguments; nil for a daemon run
+	codec string   // the S3 sink's compression, for a daemon run
+	json  bool     // the json handler before the sink
+}
+
+var variants = []variant{
+	{name: "floor, SDK decoder", floor: []string{"-decoder", "sdk"}},
+	{name: "floor, getrecords decoder", floor: []string{"-decoder", "getrecords"}},
+	{name: "floor, getrecords decoder + gzip", floor: []string{"-decoder", "getrecords", "-codec", "gzip"}},
+	{name: "shardhose GZIP", codec: "GZIP"},
+	{name: "shardhose ZSTD", codec: "ZSTD"},
+	{name: "shardhose Snappy", codec: "SNAPPY"},
+	{name: "shardhose GZIP + json handler", codec: "GZIP", json: true},
+}
+
+type run struct {
+	cpu, wall time.Duration
+	rssKiB    int64
+	load      string
+}
+
+func main() {
+	records := flag.Int("records", 100000, "records to load")
+	size := flag.Int("size", 1024, "bytes per record")
+	shards := flag.Int("shards", 4, "shards of the stream")
+	rounds := flag.Int("rounds", 3, "interleaved rounds")
+	bin := flag.String("shardhose", "bin/shardhose", "the daemon's binary")
+	floorBin := flag.String("floor", "bin/bench-floor", "the floor's binary")
+	doc := flag.String("doc", "docs/benchmarks.md", "document whose bench-e2e section is replaced")
+	only := flag.String("only", "", "comma-separated variant name prefixes to run (default all)")
+	flag.Parse()
+	if err := bench(*records, *size, *shards, *rounds, *bin, *floorBin, *doc, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name string) (string, error) {
+	if v := os.Getenv(name); v != "" {
+		return v, nil
+	}
+	return "", fmt.Errorf("%s is not set: run under deploy/local/with-stack.sh", name)
+}
+
+func bench(records, size, shards, rounds int, bin, floorBin, doc, only string) error {
+	kinEP, err := env("SHARDHOSE_TEST_KINESALITE_ENDPOINT")
+	if err != nil {
+		return err
+	}
+	ddbEP, err := env("SHARDHOSE_TEST_DYNAMODB_ENDPOINT")
+	if err != nil {
+		return err
+	}
+	s3EP, err := env("SHARDHOSE_TEST_MOTO_ENDPOINT")
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
+	kin := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(kinEP), Credentials: creds})
+	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(ddbEP), Credentials: creds})
+	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s3EP), Credentials: creds, UsePathStyle: true})
+
+	stamp := strconv.FormatInt(time.Now().Unix(), 36)
+	stream, bucket := "bench-e2e-"+stamp, "bench-e2e-"+stamp
+	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return fmt.Errorf("create bucket: %w", err)
+	}
+	fmt.Printf("== loading %d records of %d bytes onto %s (%d shards)\n", records, size, stream, shards)
+	last, err := load(ctx, kin, stream, shards, records, size)
+	if err != nil {
+		return err
+	}
+
+	dir, err := os.MkdirTemp("", "bench-e2e-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	results := map[string][]run{}
+	var chosen []variant
+	for _, v := range variants {
+		if only == "" || slices.ContainsFunc(strings.Split(only, ","), func(p string) bool { return strings.HasPrefix(v.name, p) }) {
+			chosen = append(chosen, v)
+		}
+	}
+	for round := 1; round <= rounds; round++ {
+		for i, v := range chosen {
+			var r run
+			var err error
+			if v.floor != nil {
+				args := append([]string{"-endpoint", kinEP, "-stream", stream, "-records", strconv.Itoa(records)}, v.floor...)
+				r, err = measure(exec.Command(floorBin, args...), nil)
+			} else {
+				table := fmt.Sprintf("bench-%s-%d-%d", stamp, round, i)
+				cfg := filepath.Join(dir, table+".yaml")
+				if err := os.WriteFile(cfg, []byte(config(kinEP, ddbEP, s3EP, stream, bucket, table, dir, v)), 0o644); err != nil {
+					return err
+				}
+				cmd := exec.Command(bin, "run", "-c", cfg)
+				r, err = measure(cmd, func() error { return drained(ctx, ddb, table, last) })
+			}
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", round, v.name, err)
+			}
+			fmt.Printf("round %d  %-34s cpu %6.2fs  wall %6.1fs  rss %4d MiB  %7.0f records/CPU-s  load %s\n",
+				round, v.name, r.cpu.Seconds(), r.wall.Seconds(), r.rssKiB/1024, float64(records)/r.cpu.Seconds(), r.load)
+			results[v.name] = append(results[v.name], r)
+		}
+	}
+	return writeDoc(doc, report(chosen, results, records, size, shards, rounds))
+}
+
+// load creates the stream and writes the records with 4 writers, retrying throttled entries,
+// and returns the last sequence number written to each shard.
+func load(ctx context.Context, kin *kinesis.Client, stream string, shards, n, size int) (map[string]string, error) {
+	if _, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(int32(shards))}); err != nil {
+		return nil, fmt.Errorf("create stream: %w", err)
+	}
+	for {
+		out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+		if err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var mu sync.Mutex
+	last := map[string]string{}
+	jobs := make(chan int)
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for start := range jobs {
+				if err := putBatch(ctx, kin, stream, start, min(start+500, n), size, &mu, last); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for start := 0; start < n; start += 500 {
+		select {
+		case jobs <- start:
+		case err := <-errs:
+			close(jobs)
+			wg.Wait()
+			return nil, err
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	return last, nil
+}
+
+func putBatch(ctx context.Context, kin *kinesis.Client, stream string, from, to, size int, mu *sync.Mutex, last map[string]string) error {
+	var entries []ktypes.PutRecordsRequestEntry
+	for i := from; i < to; i++ {
+		entries = append(entries, ktypes.PutRecordsRequestEntry{Data: event(i, size), PartitionKey: aws.String(strconv.Itoa(i))})
+	}
+	for attempt := 0; len(entries) > 0; attempt++ {
+		if attempt > 50 {
+			return errors.New("PutRecords keeps failing")
+		}
+		out, err := kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		var retry []ktypes.PutRecordsRequestEntry
+		mu.Lock()
+		for i, r := range out.Records {
+			if r.ErrorCode != nil {
+				retry = append(retry, entries[i])
+				continue
+			}
+			shard, seq := aws.ToString(r.ShardId), aws.ToString(r.SequenceNumber)
+			if cur, ok := last[shard]; !ok || (record.Position{SequenceNumber: seq}).Compare(record.Position{SequenceNumber: cur}) > 0 {
+				last[shard] = seq
+			}
+		}
+		mu.Unlock()
+		entries = retry
+		if len(retry) > 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+var words = strings.Fields("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua order basket shipped returned café naïve")
+
+// event is a JSON object of exactly size bytes (at least about 200), varied by i.
+func event(i, size int) []byte {
+	rng := rand.New(rand.NewPCG(uint64(i), 42))
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `{"id":"%08x-%04x-%04x-%04x-%012x","time":"2026-01-02T03:%02d:%02d.%03dZ","event":"%s","user":{"id":%d,"tags":["%s","%s"]},"amount":%d.%02d,"message":"`,
+		rng.Uint32(), rng.IntN(1<<16), rng.IntN(1<<16), rng.IntN(1<<16), rng.Uint64()&(1<<48-1), rng.IntN(60), rng.IntN(60), rng.IntN(1000),
+		[]string{"view", "cart", "purchase"}[rng.IntN(3)], rng.IntN(1_000_000), words[rng.IntN(len(words))], words[rng.IntN(len(words))], rng.IntN(1000), rng.IntN(100))
+	for b.Len() < size-2 {
+		w := words[rng.IntN(len(words))]
+		if b.Len()+len(w)+1 > size-2 {
+			b.WriteString(strings.Repeat("x", size-2-b.Len()))
+			break
+		}
+		b.WriteString(w)
+		b.WriteByte(' ')
+	}
+	b.WriteString(`"}`)
+	return b.Bytes()
+}
+
+func config(kinEP, ddbEP, s3EP, stream, bucket, table, dir string, v variant) string {
+	handlers := ""
+	if v.json {
+		handlers = "processing:\n  handlers:\n    - type: json\n"
+	}
+	return fmt.Sprintf(`aws:
+  region: us-east-1
+  endpoints: {kinesis: %q, dynamodb: %q, s3: %q}
+  credentials: {source: static, access_key_id: test, secret_access_key: test}
+  s3_use_path_style: true
+stream:
+  name: %s
+leases:
+  table: %s
+sinks:
+  - name: archive
+    type: s3
+    s3:
+      bucket: %s
+      prefix: %s/
+      compression: %s
+      buffering_hints: {size_in_mbs: 5, interval_in_seconds: 1}
+%sdead_letter:
+  type: file
+  file: {path: %q}
+log: {format: text, level: warn}
+`, kinEP, ddbEP, s3EP, stream, table, bucket, table, v.codec, handlers, filepath.Join(dir, table+"-dead-letters.jsonl"))
+}
+
+// drained reports nil once every shard of last is checkpointed at (or past) its last record.
+func drained(ctx context.Context, ddb *dynamodb.Client, table string, last map[string]string) error {
+	leases, err := checkpoint.NewTable(ddb, table, "", checkpoint.Options{}).List(ctx)
+	if err != nil {
+		return err
+	}
+	done := 0
+	for _, l := range leases {
+		if want, ok := last[l.ShardID]; ok && !l.Checkpoint.IsZero() &&
+			l.Checkpoint.Compare(record.Position{SequenceNumber: want, SubSequenceNumber: 0}) >= 0 {
+			done++
+		}
+	}
+	if done < len(last) {
+		return errNotYet
+	}
+	return nil
+}
+
+var errNotYet = errors.New("not drained yet")
+
+// measure runs cmd to its end, or, with done, until done returns nil (then SIGTERM and wait),
+// and returns its CPU, wall time and peak RSS from its rusage.
+func measure(cmd *exec.Cmd, done func() error) (run, error) {
+	load, _ := os.ReadFile("/proc/loadavg")
+	fields := strings.Fields(string(load))
+	r := run{load: strings.Join(fields[:min(3, len(fields))], " ")}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return r, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	if done == nil {
+		waitErr = <-exited
+	} else {
+		deadline := time.After(20 * time.Minute)
+	poll:
+		for {
+			select {
+			case err := <-exited:
+				return r, fmt.Errorf("the daemon exited before draining (%v): %s", err, tail(stderr.String()))
+			case <-deadline:
+				_ = cmd.Process.Kill()
+				<-exited
+				return r, errors.New("not drained within 20 minutes")
+			case <-time.After(250 * time.Millisecond):
+				if err := done(); err == nil {
+					break poll
+				} else if !errors.Is(err, errNotYet) && !strings.Contains(err.Error(), "ResourceNotFound") {
+					fmt.Fprintln(os.Stderr, "bench-e2e: reading the lease table:", err)
+				}
+			}
+		}
+		r.wall = time.Since(start)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		waitErr = <-exited
+	}
+	if r.wall == 0 {
+		r.wall = time.Since(start)
+	}
+	if waitErr != nil {
+		return r, fmt.Errorf("%v: %s", waitErr, tail(stderr.String()))
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return r, errors.New("no rusage on this platform")
+	}
+	r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r.rssKiB = ru.Maxrss
+	return r, nil
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return s[len(s)-2000:]
+	}
+	return s
+}
+
+func median[T any](xs []T, key func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = key(x)
+	}
+	slices.Sort(v)
+	if len(v) == 0 {
+		return 0
+	}
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func report(chosen []variant, results map[string][]run, records, size, shards, rounds int) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "Taken %s on %s (%d cores, %s): %d records of %d bytes of JSON on %d kinesalite shards, %d interleaved rounds; each figure is the median over the rounds.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version(), records, size, shards, rounds)
+	b.WriteString("| run | CPU s | records per CPU-s | CPU vs SDK floor | CPU vs getrecords floor | peak RSS MiB (median, max) | wall s | load average at start (1, 5, 15 min) per round |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	base := func(name string) float64 {
+		return median(results[name], func(r run) float64 { return r.cpu.Seconds() })
+	}
+	sdkFloor, fastFloor := base(variants[0].name), base(variants[1].name)
+	ratio := func(cpu, floor float64) string {
+		if floor == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f×", cpu/floor)
+	}
+	for _, v := range chosen {
+		rs := results[v.name]
+		cpu := median(rs, func(r run) float64 { return r.cpu.Seconds() })
+		var loads []string
+		maxRSS := 0.0
+		for _, r := range rs {
+			loads = append(loads, r.load)
+			maxRSS = max(maxRSS, float64(r.rssKiB)/1024)
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %.0f | %s | %s | %.0f, %.0f | %.1f | %s |\n", v.name, cpu, float64(records)/cpu,
+			ratio(cpu, sdkFloor), ratio(cpu, fastFloor), median(rs, func(r run) float64 { return float64(r.rssKiB) / 1024 }), maxRSS,
+			median(rs, func(r run) float64 { return r.wall.Seconds() }), strings.Join(loads, "; "))
+	}
+	return b.String()
+}
+
+const beginMarker, endMarker = "<!-- bench-e2e:begin -->", "<!-- bench-e2e:end -->"
+
+// writeDoc replaces the text between the markers in doc, or appends a section with them.
+func writeDoc(doc, body string) error {
+	old, err := os.ReadFile(doc)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(old)
+	section := beginMarker + "\n" + body + endMarker
+	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	if i >= 0 && j > i {
+		s = s[:i] + section + s[j+len(endMarker):]
+	} else {
+		s += "\n## End to end (`make bench-e2e`)\n\n" + section + "\n"
+	}
+	fmt.Print(body)
+	return os.WriteFile(doc, []byte(s), 0o644)
+}
