@@ -24,6 +24,9 @@
 #   make bench-e2e   the daemon against a plain GetRecords loop on kinesalite (deploy/bench/e2e),
 #                    CPU and peak RSS of each process, written into docs/benchmarks.md;
 #                    BENCH_RECORDS (100000), BENCH_ROUNDS (3), BENCH_ONLY (variant name prefixes)
+#   make bench-idle  the daemon on idle streams of BENCH_IDLE_SHARDS shards (4,64,256): CPU, RSS
+#                    and DynamoDB requests per shard over BENCH_IDLE_WINDOW (60s), into
+#                    docs/benchmarks.md
 #   make clean       stop the stack, remove bin/, deploy/local/run/ and deploy/local/node_modules/
 #
 # Needs Go, Node.js with npm, and moto (moto_server); Go modules and the npm packages are
@@ -58,7 +61,7 @@ FUZZ_TARGETS := ./config:FuzzLoad ./sinks/s3/prefix:FuzzParse ./process/eventfil
 	./consumer/kpl:FuzzDeaggregate ./sinks/http:FuzzCheckResponse ./sinks/opensearch:FuzzBulkResponse \
 	./dlq:FuzzParseMessage ./consumer/getrecords:FuzzSameAsSDK ./process:FuzzJSONValidatorAgreesWithEncodingJSON
 
-.PHONY: build image local-up local-down local-status test test-race test-unit fuzz demo demo-load bench bench-e2e clean
+.PHONY: build image local-up local-down local-status test test-race test-unit fuzz demo demo-load bench bench-e2e bench-idle clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/shardhose ./cmd/shardhose
@@ -115,6 +118,13 @@ bench-e2e: build
 	$(GO) build -o bin/bench-floor ./deploy/bench/floor
 	$(GO) build -o bin/bench-e2e ./deploy/bench/e2e
 	$(LOCAL)/with-stack.sh bin/bench-e2e -records $(BENCH_RECORDS) -rounds $(BENCH_ROUNDS) -only '$(BENCH_ONLY)'
+
+BENCH_IDLE_SHARDS ?= 4,64,256
+BENCH_IDLE_WINDOW ?= 60s
+
+bench-idle: build
+	$(GO) build -o bin/bench-e2e ./deploy/bench/e2e
+	$(LOCAL)/with-stack.sh bin/bench-e2e -idle $(BENCH_IDLE_SHARDS) -idle-window $(BENCH_IDLE_WINDOW)
 
 clean:
 	-$(LOCAL)/down.sh

@@ -298,7 +298,7 @@ func Defaults() Config {
 			PollInterval:        time.Second,
 			MaxRecordsPerRead:   10000,
 			MaxIdlePollInterval: 5 * time.Second,
-			ResponseBuffers:     4,
+			ResponseBuffers:     2,
 		},
 		Leases: Leases{
 			Table:              "shardhose-leases",

@@ -45,7 +45,7 @@ func New(inner smithyhttp.ClientProtocol, bodies int) *Protocol {
 }
 
 // DefaultBodies is the number of response bodies a Protocol holds at once unless told otherwise.
-const DefaultBodies = 4
+const DefaultBodies = 2
 
 // WithProtocol is a kinesis.Options function that installs a Protocol holding bodies response
 // bodies at once around the client's own protocol; applied again, it replaces the count.

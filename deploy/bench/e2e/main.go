@@ -73,7 +73,16 @@ func main() {
 	floorBin := flag.String("floor", "bin/bench-floor", "the floor's binary")
 	doc := flag.String("doc", "docs/benchmarks.md", "document whose bench-e2e section is replaced")
 	only := flag.String("only", "", "comma-separated variant name prefixes to run (default all)")
+	idle := flag.String("idle", "", "comma-separated shard counts: measure the daemon on an idle stream of each size instead")
+	window := flag.Duration("idle-window", time.Minute, "how long each idle measurement lasts")
 	flag.Parse()
+	if *idle != "" {
+		if err := idleBench(*idle, *window, *bin, *doc); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-e2e:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := bench(*records, *size, *shards, *rounds, *bin, *floorBin, *doc, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
 		os.Exit(1)
@@ -422,8 +431,13 @@ func report(chosen []variant, results map[string][]run, records, size, shards, r
 
 const beginMarker, endMarker = "<!-- bench-e2e:begin -->", "<!-- bench-e2e:end -->"
 
-// writeDoc replaces the text between the markers in doc, or appends a section with them.
+// writeDoc replaces the text between the bench-e2e markers in doc, or appends a section.
 func writeDoc(doc, body string) error {
+	return writeSection(doc, beginMarker, endMarker, "End to end (`make bench-e2e`)", body)
+}
+
+// writeSection replaces the text between begin and end in doc, or appends a section with them.
+func writeSection(doc, beginMarker, endMarker, title, body string) error {
 	old, err := os.ReadFile(doc)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -434,7 +448,7 @@ func writeDoc(doc, body string) error {
 	if i >= 0 && j > i {
 		s = s[:i] + section + s[j+len(endMarker):]
 	} else {
-		s += "\n## End to end (`make bench-e2e`)\n\n" + section + "\n"
+		s += "\n## " + title + "\n\n" + section + "\n"
 	}
 	fmt.Print(body)
 	return os.WriteFile(doc, []byte(s), 0o644)
