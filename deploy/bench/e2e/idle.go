@@ -20,10 +20,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/shardhose/shardhose/checkpoint"
@@ -95,28 +91,17 @@ func procCPU(pid int) (time.Duration, int64, error) {
 // idleBench starts the daemon on an empty stream of each size, waits until it holds every
 // shard, and measures its CPU, RSS and DynamoDB requests over window.
 func idleBench(sizes string, window time.Duration, bin, doc string) error {
-	kinEP, err := env("SHARDHOSE_TEST_KINESALITE_ENDPOINT")
+	st, err := connect()
 	if err != nil {
 		return err
 	}
-	ddbEP, err := env("SHARDHOSE_TEST_DYNAMODB_ENDPOINT")
-	if err != nil {
-		return err
-	}
-	s3EP, err := env("SHARDHOSE_TEST_MOTO_ENDPOINT")
-	if err != nil {
-		return err
-	}
+	kinEP, ddbEP, s3EP, kin, ddb, s3c := st.kinEP, st.ddbEP, st.s3EP, st.kin, st.ddb, st.s3
 	counts, proxyEP, stop, err := startCounter(ddbEP)
 	if err != nil {
 		return err
 	}
 	defer stop()
 	ctx := context.Background()
-	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
-	kin := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(kinEP), Credentials: creds})
-	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(ddbEP), Credentials: creds})
-	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s3EP), Credentials: creds, UsePathStyle: true})
 	dir, err := os.MkdirTemp("", "bench-idle-")
 	if err != nil {
 		return err
@@ -139,15 +124,8 @@ func idleBench(sizes string, window time.Duration, bin, doc string) error {
 			return fmt.Errorf("-idle %q: shard counts must be positive integers", sizes)
 		}
 		stream, table := fmt.Sprintf("bench-idle-%s-%d", stamp, n), fmt.Sprintf("bench-idle-%s-%d", stamp, n)
-		if _, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(int32(n))}); err != nil {
-			return fmt.Errorf("create stream: %w", err)
-		}
-		for {
-			out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
-			if err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
+		if err := createStream(ctx, kin, stream, n); err != nil {
+			return err
 		}
 		cfg := filepath.Join(dir, table+".yaml")
 		if err := os.WriteFile(cfg, []byte(config(kinEP, proxyEP, s3EP, stream, bucket, table, dir, variant{codec: "GZIP"})), 0o644); err != nil {

@@ -89,6 +89,48 @@ func main() {
 	}
 }
 
+// stack is the local stack's endpoints and clients.
+type stack struct {
+	kinEP, ddbEP, s3EP string
+	kin                *kinesis.Client
+	ddb                *dynamodb.Client
+	s3                 *s3.Client
+}
+
+// connect reads the endpoints with-stack.sh passes and makes the clients.
+func connect() (*stack, error) {
+	var st stack
+	for _, e := range []struct {
+		name string
+		to   *string
+	}{{"SHARDHOSE_TEST_KINESALITE_ENDPOINT", &st.kinEP}, {"SHARDHOSE_TEST_DYNAMODB_ENDPOINT", &st.ddbEP}, {"SHARDHOSE_TEST_MOTO_ENDPOINT", &st.s3EP}} {
+		v, err := env(e.name)
+		if err != nil {
+			return nil, err
+		}
+		*e.to = v
+	}
+	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
+	st.kin = kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(st.kinEP), Credentials: creds})
+	st.ddb = dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(st.ddbEP), Credentials: creds})
+	st.s3 = s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(st.s3EP), Credentials: creds, UsePathStyle: true})
+	return &st, nil
+}
+
+// createStream creates an empty stream of n shards and waits until it is active.
+func createStream(ctx context.Context, kin *kinesis.Client, stream string, n int) error {
+	if _, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(int32(n))}); err != nil {
+		return fmt.Errorf("create stream: %w", err)
+	}
+	for {
+		out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+		if err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func env(name string) (string, error) {
 	if v := os.Getenv(name); v != "" {
 		return v, nil
@@ -97,23 +139,12 @@ func env(name string) (string, error) {
 }
 
 func bench(records, size, shards, rounds int, bin, floorBin, doc, only string) error {
-	kinEP, err := env("SHARDHOSE_TEST_KINESALITE_ENDPOINT")
+	st, err := connect()
 	if err != nil {
 		return err
 	}
-	ddbEP, err := env("SHARDHOSE_TEST_DYNAMODB_ENDPOINT")
-	if err != nil {
-		return err
-	}
-	s3EP, err := env("SHARDHOSE_TEST_MOTO_ENDPOINT")
-	if err != nil {
-		return err
-	}
+	kinEP, ddbEP, s3EP, kin, ddb, s3c := st.kinEP, st.ddbEP, st.s3EP, st.kin, st.ddb, st.s3
 	ctx := context.Background()
-	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
-	kin := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(kinEP), Credentials: creds})
-	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(ddbEP), Credentials: creds})
-	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s3EP), Credentials: creds, UsePathStyle: true})
 
 	stamp := strconv.FormatInt(time.Now().Unix(), 36)
 	stream, bucket := "bench-e2e-"+stamp, "bench-e2e-"+stamp
@@ -168,15 +199,8 @@ func bench(records, size, shards, rounds int, bin, floorBin, doc, only string) e
 // load creates the stream and writes the records with 4 writers, retrying throttled entries,
 // and returns the last sequence number written to each shard.
 func load(ctx context.Context, kin *kinesis.Client, stream string, shards, n, size int) (map[string]string, error) {
-	if _, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(int32(shards))}); err != nil {
-		return nil, fmt.Errorf("create stream: %w", err)
-	}
-	for {
-		out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
-		if err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := createStream(ctx, kin, stream, shards); err != nil {
+		return nil, err
 	}
 	var mu sync.Mutex
 	last := map[string]string{}
