@@ -109,6 +109,7 @@ type Consumer struct {
 	mu       sync.Mutex
 	workers  map[string]*shardWorker
 	inStream map[string]bool // shards ListShards returned last time
+	inTable  map[string]bool // shards whose rows the last read of the lease table showed
 	stalls   stallWatch      // used by the Run goroutine only
 
 	// tableHealth and streamHealth report failed calls to the lease table and the stream

@@ -2,8 +2,10 @@ package consumer
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -155,4 +157,30 @@ func TestIdleWaitBounds(t *testing.T) {
 	if w := r.idleWait(200); w != 4*time.Minute {
 		t.Fatalf("idle wait after 200 empty reads: %s, want the 4m bound", w)
 	}
+}
+
+// TestShardSyncWritesOnlyNewShards: once the lease table shows a shard's row, later shard syncs
+// do not write it again (a conditional write that finds the row is still a paid request); a
+// shard that appears later gets its row at the next sync.
+func TestShardSyncWritesOnlyNewShards(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &memStream{}
+		m := newMemLeases()
+		for i := range 4 {
+			st.addShard(fmt.Sprintf("shard-%d", i))
+		}
+		a := runConsumer(t, leaseTestOptions("a", st, m))
+		withinVirtual(t, vRenewInterval, "one worker holds all 4 leases", func() bool { return m.owners()["a"] == 4 })
+		time.Sleep(5 * vShardSync) // several more shard syncs
+		synctest.Wait()
+		m.mu.Lock()
+		creates := m.creates
+		m.mu.Unlock()
+		if creates != 4 {
+			t.Fatalf("%d CreateIfAbsent calls over several shard syncs of 4 shards, want 4 (one per shard)", creates)
+		}
+		st.addShard("shard-4")
+		withinVirtual(t, 2*vShardSync, "the new shard's lease is held", func() bool { return m.owners()["a"] == 5 })
+		a.stop(t)
+	})
 }

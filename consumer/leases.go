@@ -381,8 +381,16 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		seen[s.id] = true
 	}
 	// Parents come before their children in ListShards; create rows in that order so a child's
-	// row never exists without its parent's while the parent is still in the stream.
+	// row never exists without its parent's while the parent is still in the stream. A shard
+	// whose row the last read of the table showed is skipped: a conditional write that finds the
+	// row costs a paid write request all the same, once per shard per sync.
+	c.mu.Lock()
+	inTable := c.inTable
+	c.mu.Unlock()
 	for _, s := range shards {
+		if inTable[s.id] {
+			continue
+		}
 		err := c.tableCall(ctx, func(ctx context.Context) error { return c.opts.Table.CreateIfAbsent(ctx, s.id, s.parents) })
 		if err != nil {
 			if ctx.Err() == nil {
@@ -428,9 +436,14 @@ func (c *Consumer) balance(ctx context.Context) {
 	}
 
 	byID := make(map[string]checkpoint.Lease, len(leases))
+	inTable := make(map[string]bool, len(leases))
 	for _, l := range leases {
 		byID[l.ShardID] = l
+		inTable[l.ShardID] = true
 	}
+	c.mu.Lock()
+	c.inTable = inTable
+	c.mu.Unlock()
 	me := c.opts.WorkerID
 	var eligible []checkpoint.Lease
 	for _, l := range leases {

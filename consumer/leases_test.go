@@ -34,8 +34,9 @@ import (
 
 // memLeases holds the rows of a lease table shared by the workers of one test.
 type memLeases struct {
-	mu   sync.Mutex
-	rows map[string]checkpoint.Lease
+	mu      sync.Mutex
+	rows    map[string]checkpoint.Lease
+	creates int // CreateIfAbsent calls
 }
 
 func newMemLeases(rows ...checkpoint.Lease) *memLeases {
@@ -112,6 +113,7 @@ func (t *memLeaseTable) List(context.Context) ([]checkpoint.Lease, error) {
 func (t *memLeaseTable) CreateIfAbsent(_ context.Context, id string, parents []string) error {
 	t.m.mu.Lock()
 	defer t.m.mu.Unlock()
+	t.m.creates++
 	if _, ok := t.m.rows[id]; !ok {
 		t.m.rows[id] = checkpoint.Lease{ShardID: id, ParentShardIDs: slices.Clone(parents)}
 	}
