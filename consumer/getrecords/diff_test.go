@@ -295,3 +295,20 @@ func TestLargeResponsesKeepDecodingThroughOneBodyBuffer(t *testing.T) {
 		t.Fatal("response builder broken")
 	}
 }
+
+// TestReadBodyIgnoresAWrongContentLength: the body is read to its end whatever Content-Length
+// says, too small, too large, unknown or absurd, and the buffer is reused when it is big enough.
+func TestReadBodyIgnoresAWrongContentLength(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 1000)
+	for _, cl := range []int64{-1, 0, 5, int64(len(body)), int64(len(body)) * 3, 1 << 40} {
+		got, err := readBody(nil, bytes.NewReader(body), cl)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("content length %d: read %d bytes (%v), want %d", cl, len(got), err, len(body))
+		}
+	}
+	buf := make([]byte, 0, 2*len(body))
+	got, _ := readBody(buf, bytes.NewReader(body), int64(len(body)))
+	if &got[0] != &buf[:1][0] {
+		t.Fatal("a buffer large enough was not reused")
+	}
+}

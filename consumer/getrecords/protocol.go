@@ -91,10 +91,15 @@ func (p *Protocol) DeserializeResponse(ctx context.Context, schema *smithy.Opera
 	return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
 }
 
+// maxPresize bounds the buffer allocated up front from Content-Length: a GetRecords response
+// carries at most 10 MB of data (about 14 MB of JSON), so a larger header is not trusted to size
+// the buffer, which then grows as the body is read.
+const maxPresize = 64 << 20
+
 // readBody reads r to its end into buf, sized from contentLength when that is known.
 func readBody(buf []byte, r io.Reader, contentLength int64) ([]byte, error) {
 	buf = buf[:0]
-	if contentLength > 0 && int64(cap(buf)) < contentLength+1 {
+	if contentLength > 0 && contentLength <= maxPresize && int64(cap(buf)) < contentLength+1 {
 		buf = make([]byte, 0, contentLength+1) // +1: reading the end costs no regrowth
 	}
 	for {
