@@ -110,6 +110,9 @@ stream:
   name: %s
   starting_position: TRIM_HORIZON
   poll_interval: 250ms
+  # No idle back-off: these tests time how soon a read after an event (a freeze, new records)
+  # happens; the back-off itself is tested in consumer/idle_test.go and measured by bench-idle.
+  max_idle_poll_interval: 250ms
 leases:
   table: %s
   lease_duration: 3s
