@@ -162,8 +162,10 @@ func (r *SQSReader) Next(ctx context.Context) (Letter, error) {
 			r.hiddenSince, r.clear = time.Time{}, false
 			continue
 		}
-		if r.clear {
-			// Nothing was hidden before this receive, and it brought nothing new.
+		if r.clear && len(out.Messages) == 0 {
+			// Nothing was hidden before this receive, and it brought nothing at all. A receive
+			// that brought back only messages already read (their replay outlasted the
+			// visibility timeout) proves nothing: another may have become visible meanwhile.
 			r.done = true
 			continue
 		}

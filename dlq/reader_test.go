@@ -85,3 +85,59 @@ func TestSQSReaderFailsWhenMessagesStayHidden(t *testing.T) {
 		t.Fatalf("Next after giving up: %v, want io.EOF", err)
 	}
 }
+
+// scriptedQueue answers each ReceiveMessage with the next of receives (then nothing) and each
+// GetQueueAttributes with the next of notVisible (then 0).
+type scriptedQueue struct {
+	hiddenQueue
+	receives   [][]string // message ids, per receive
+	notVisible []int
+	body       string
+}
+
+func (q *scriptedQueue) ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	out := &sqs.ReceiveMessageOutput{}
+	if len(q.receives) > 0 {
+		for _, id := range q.receives[0] {
+			out.Messages = append(out.Messages, sqstypes.Message{MessageId: aws.String(id), ReceiptHandle: aws.String("h-" + id), Body: aws.String(q.body)})
+		}
+		q.receives = q.receives[1:]
+	}
+	return out, nil
+}
+
+func (q *scriptedQueue) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	n := 0
+	if len(q.notVisible) > 0 {
+		n, q.notVisible = q.notVisible[0], q.notVisible[1:]
+	}
+	return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{
+		string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible): strconv.Itoa(n),
+	}}, nil
+}
+
+// A message already read can come back (its replay outlasted the visibility timeout) while
+// another, hidden by a lost receive, has just become visible: a receive that brings back only
+// the first is no sign that the queue is drained, and the second must still be read.
+func TestSQSReaderKeepsReadingWhenOnlyAReadMessageCameBack(t *testing.T) {
+	body, err := encode(NewMessage(smallFailure("shardId-000000000001", 2, 10, time.Now())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &scriptedQueue{
+		body: string(body),
+		// m-1; nothing (m-2's answer was lost); nothing; m-1 back; then m-2.
+		receives: [][]string{{"m-1"}, nil, nil, {"m-1"}, {"m-2"}},
+		// m-1 held and m-2 hidden; then only m-1 (held) hidden: m-2 is visible again.
+		notVisible: []int{2, 1},
+	}
+	r := NewSQSReader(q, SQSReaderOptions{QueueURL: "https://q/1/dl", HiddenWait: time.Minute})
+	first, err := r.Next(t.Context())
+	if err != nil || first.id != "m-1" {
+		t.Fatalf("first Next: %q, %v; want m-1", first.id, err)
+	}
+	second, err := r.Next(t.Context())
+	if err != nil || second.id != "m-2" {
+		t.Fatalf("second Next: %q, %v; want m-2 (it became visible again; the reader ended early)", second.id, err)
+	}
+}
