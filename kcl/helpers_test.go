@@ -44,6 +44,7 @@ type app struct {
 	data         map[string]int // record data -> times handed
 	budget       int
 	checkpointed int
+	reserved     int // records of checkpoints under way, within the budget
 	errs         []string
 	reasons      map[string][]string // shard -> shutdown reasons
 	behind       []int64
@@ -72,15 +73,20 @@ func (p *appProcessor) ProcessRecords(in *interfaces.ProcessRecordsInput) {
 	a.behind = append(a.behind, in.MillisBehindLatest)
 	k := len(in.Records)
 	if a.budget >= 0 {
-		k = min(k, a.budget-a.checkpointed)
+		// Reserved under the lock: two shards' processors run at once, and both taking the
+		// last of the budget would checkpoint more than it.
+		k = min(k, a.budget-a.checkpointed-a.reserved)
 	}
-	a.mu.Unlock()
 	if k <= 0 {
+		a.mu.Unlock()
 		return
 	}
+	a.reserved += k
+	a.mu.Unlock()
 	err := in.Checkpointer.Checkpoint(in.Records[k-1].SequenceNumber)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.reserved -= k
 	if err != nil {
 		a.errs = append(a.errs, err.Error())
 		return
