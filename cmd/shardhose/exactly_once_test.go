@@ -87,12 +87,13 @@ func (s *e2eStack) checkExactlyOnce(t *testing.T, sent []sentRecord, within time
 			}
 		}
 	}
-	dups, ex := extraCopies(counts, inStream)
+	dups, short, ex := compareCopies(counts, inStream)
+	n += short
 	keys, rewritten := s.overwritten(t)
 	t.Logf("%d records put (%d more copies in the stream: repeated puts); in S3: %d distinct in %d objects, %d missing, %d duplicates; %d keys written more than once",
 		len(sent), repeated, len(counts), keys, n, dups, len(rewritten))
 	if n > 0 {
-		t.Errorf("%d records missing, e.g. %v", n, sample)
+		t.Errorf("%d records missing, e.g. %v %v", n, sample, ex)
 	}
 	if dups > 0 {
 		t.Errorf("%d duplicates, e.g. %v", dups, ex)
@@ -121,9 +122,11 @@ func (s *e2eStack) checkExactlyOnce(t *testing.T, sent []sentRecord, within time
 	}
 }
 
-// extraCopies counts the copies in S3 (counts) of each record beyond the copies the stream holds
-// of it (inStream; a record put once may not be listed), and describes a few.
-func extraCopies(counts map[keyed]int, inStream map[keyed][]string) (extra int, sample []string) {
+// compareCopies compares the copies in S3 (counts) of each record with the copies the stream
+// holds of it (inStream; a record put once need not be listed): extra counts the copies in S3
+// beyond those, short the copies of a record the stream holds more than once that S3 lacks (a
+// record missing altogether is missingSent's), and sample describes a few of either.
+func compareCopies(counts map[keyed]int, inStream map[keyed][]string) (extra, short int, sample []string) {
 	for r, c := range counts {
 		if n := c - max(1, len(inStream[r])); n > 0 {
 			extra += n
@@ -132,30 +135,40 @@ func extraCopies(counts map[keyed]int, inStream map[keyed][]string) (extra int, 
 			}
 		}
 	}
-	return extra, sample
+	for r, copies := range inStream {
+		if c := counts[r]; c > 0 && c < len(copies) {
+			short += len(copies) - c
+			if len(sample) < 5 {
+				sample = append(sample, fmt.Sprintf("%s/%d ×%d (%d in the stream)", r.K, r.N, c, len(copies)))
+			}
+		}
+	}
+	return extra, short, sample
 }
 
 // A put the stream's client repeated leaves two records with the same data; each belongs in S3
-// once, so two copies in S3 are not a duplicate, while a third copy, or a second copy of a
-// record the stream holds once, is.
+// once, so two copies in S3 are neither a duplicate nor a loss, while a third copy, or a second
+// copy of a record the stream holds once, is a duplicate, and one copy of the two a loss.
 func TestExactlyOnceCountsTheStreamsCopies(t *testing.T) {
 	inStream := map[keyed][]string{
 		{"key-02", 109}: {"shardId-000000000002/4968", "shardId-000000000002/4969"},
 		{"key-03", 109}: {"shardId-000000000001/4970"},
 	}
 	for _, tc := range []struct {
-		name   string
-		counts map[keyed]int
-		want   int
+		name             string
+		counts           map[keyed]int
+		wantExtra, short int
 	}{
-		{"each stream record once", map[keyed]int{{"key-02", 109}: 2, {"key-03", 109}: 1, {"key-04", 1}: 1}, 0},
-		{"a record the stream holds once, twice", map[keyed]int{{"key-02", 109}: 2, {"key-03", 109}: 2}, 1},
-		{"a repeated put, three times", map[keyed]int{{"key-02", 109}: 3}, 1},
-		{"a record not listed, twice", map[keyed]int{{"key-04", 1}: 2}, 1},
+		{"each stream record once", map[keyed]int{{"key-02", 109}: 2, {"key-03", 109}: 1, {"key-04", 1}: 1}, 0, 0},
+		{"a record the stream holds once, twice", map[keyed]int{{"key-02", 109}: 2, {"key-03", 109}: 2}, 1, 0},
+		{"a repeated put, three times", map[keyed]int{{"key-02", 109}: 3}, 1, 0},
+		{"a repeated put, once", map[keyed]int{{"key-02", 109}: 1, {"key-03", 109}: 1}, 0, 1},
+		{"a record not listed, twice", map[keyed]int{{"key-04", 1}: 2}, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, sample := extraCopies(tc.counts, inStream); got != tc.want {
-				t.Errorf("extraCopies = %d (%v), want %d", got, sample, tc.want)
+			extra, short, sample := compareCopies(tc.counts, inStream)
+			if extra != tc.wantExtra || short != tc.short {
+				t.Errorf("compareCopies = %d extra, %d short (%v), want %d, %d", extra, short, sample, tc.wantExtra, tc.short)
 			}
 		})
 	}
