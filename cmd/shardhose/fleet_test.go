@@ -340,10 +340,11 @@ type producer struct {
 	sent   []sentRecord
 	err    error
 	burst  int // rounds to put back to back before pausing again
-	// retried counts the PutRecords calls the SDK sent more than once: if an attempt whose
-	// answer was lost (a reset connection, a 5xx) had been stored, the stream holds that
-	// round twice, under other sequence numbers.
-	retried int
+	// retried counts the PutRecords calls the SDK sent more than once: when an attempt was
+	// stored but its answer lost (kinesalite answered 200 and the connection closed while the
+	// SDK read it), the stream holds that round twice, under other sequence numbers.
+	retried   int
+	retryErrs []error // why the first few were sent again
 }
 
 func (s *e2eStack) startProducer(t *testing.T, keys int, every time.Duration) *producer {
@@ -422,6 +423,9 @@ func (p *producer) put(round []sentRecord) error {
 		if attempts, ok := awsretry.GetAttemptResults(out.ResultMetadata); ok && len(attempts.Results) > 1 {
 			p.mu.Lock()
 			p.retried++
+			if p.retried <= 3 {
+				p.retryErrs = append(p.retryErrs, attempts.Results[0].Err)
+			}
 			p.mu.Unlock()
 		}
 		var failed []int
@@ -486,7 +490,7 @@ func (p *producer) halt(t *testing.T) []sentRecord {
 		t.Fatalf("producer: %v", p.err)
 	}
 	if p.retried > 0 {
-		t.Logf("producer: the SDK sent %d PutRecords calls more than once", p.retried)
+		t.Logf("producer: the SDK sent %d PutRecords calls more than once, e.g. after %v", p.retried, p.retryErrs)
 	}
 	return slices.Clone(p.sent)
 }
