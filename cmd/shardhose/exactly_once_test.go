@@ -7,6 +7,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -20,6 +22,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -62,29 +66,50 @@ func (s *e2eStack) overwritten(t *testing.T) (keys int, rewritten []string) {
 	return len(perKey), rewritten
 }
 
-// checkExactlyOnce waits until every sent record is in S3, then requires each to be there once
-// and every object to have been written once.
+// checkExactlyOnce waits until every sent record is in S3, then requires each record of the
+// stream to be there once and every object to have been written once. Records are counted as
+// the stream holds them: one PutRecords round can be in the stream twice, under other sequence
+// numbers (a call sent again after its answer was lost stores its records again), and each
+// copy is a record of its own that must be in S3 once.
 func (s *e2eStack) checkExactlyOnce(t *testing.T, sent []sentRecord, within time.Duration) {
 	t.Helper()
 	s.waitAllDelivered(t, sent, within)
 	objs := s.objects(t)
 	counts := deliveredCounts(objs)
 	n, sample := missingSent(sent, counts)
-	dups := duplicates(counts)
-	keys, rewritten := s.overwritten(t)
-	t.Logf("%d records put; in S3: %d distinct in %d objects, %d missing, %d duplicates; %d keys written more than once",
-		len(sent), len(counts), keys, n, dups, len(rewritten))
-	if n > 0 {
-		t.Errorf("%d records missing, e.g. %v", n, sample)
-	}
-	if dups > 0 {
-		var ex []string
-		for r, c := range counts {
-			if c > 1 && len(ex) < 5 {
-				ex = append(ex, fmt.Sprintf("%s/%d ×%d", r.K, r.N, c))
+	inStream := s.streamCopies(t)
+	repeated := 0
+	for r, c := range inStream {
+		if len(c) > 1 {
+			repeated += len(c) - 1
+			if repeated <= 3 {
+				t.Logf("the stream holds %s/%d %d times (a repeated put): %v", r.K, r.N, len(c), c)
 			}
 		}
+	}
+	dups, short, ex := compareCopies(counts, inStream)
+	n += short
+	keys, rewritten := s.overwritten(t)
+	t.Logf("%d records put (%d more copies in the stream: repeated puts); in S3: %d distinct in %d objects, %d missing, %d duplicates; %d keys written more than once",
+		len(sent), repeated, len(counts), keys, n, dups, len(rewritten))
+	if n > 0 {
+		t.Errorf("%d records missing, e.g. %v %v", n, sample, ex)
+	}
+	if dups > 0 {
 		t.Errorf("%d duplicates, e.g. %v", dups, ex)
+		// Name the objects that hold the duplicated records: where a record is twice says
+		// which runs of which shard wrote it.
+		holders := map[string]int{}
+		for _, o := range objs {
+			for _, r := range o.records() {
+				if counts[r] > max(1, len(inStream[r])) {
+					holders[o.key]++
+				}
+			}
+		}
+		for k, n := range holders {
+			t.Logf("object %s holds %d duplicated records", k, n)
+		}
 	}
 	if len(rewritten) > 0 {
 		t.Errorf("objects overwritten: %v", rewritten)
@@ -95,6 +120,102 @@ func (s *e2eStack) checkExactlyOnce(t *testing.T, sent []sentRecord, within time
 			break
 		}
 	}
+}
+
+// compareCopies compares the copies in S3 (counts) of each record with the copies the stream
+// holds of it (inStream; a record put once need not be listed): extra counts the copies in S3
+// beyond those, short the copies of a record the stream holds more than once that S3 lacks (a
+// record missing altogether is missingSent's), and sample describes a few of either.
+func compareCopies(counts map[keyed]int, inStream map[keyed][]string) (extra, short int, sample []string) {
+	for r, c := range counts {
+		if n := c - max(1, len(inStream[r])); n > 0 {
+			extra += n
+			if len(sample) < 5 {
+				sample = append(sample, fmt.Sprintf("%s/%d ×%d (%d in the stream)", r.K, r.N, c, len(inStream[r])))
+			}
+		}
+	}
+	for r, copies := range inStream {
+		if c := counts[r]; c > 0 && c < len(copies) {
+			short += len(copies) - c
+			if len(sample) < 5 {
+				sample = append(sample, fmt.Sprintf("%s/%d ×%d (%d in the stream)", r.K, r.N, c, len(copies)))
+			}
+		}
+	}
+	return extra, short, sample
+}
+
+// A put the stream's client repeated leaves two records with the same data; each belongs in S3
+// once, so two copies in S3 are neither a duplicate nor a loss, while a third copy, or a second
+// copy of a record the stream holds once, is a duplicate, and one copy of the two a loss.
+func TestExactlyOnceCountsTheStreamsCopies(t *testing.T) {
+	inStream := map[keyed][]string{
+		{"key-02", 109}: {"shardId-000000000002/4968", "shardId-000000000002/4969"},
+		{"key-03", 109}: {"shardId-000000000001/4970"},
+	}
+	for _, tc := range []struct {
+		name             string
+		counts           map[keyed]int
+		wantExtra, short int
+	}{
+		{"each stream record once", map[keyed]int{{"key-02", 109}: 2, {"key-03", 109}: 1, {"key-04", 1}: 1}, 0, 0},
+		{"a record the stream holds once, twice", map[keyed]int{{"key-02", 109}: 2, {"key-03", 109}: 2}, 1, 0},
+		{"a repeated put, three times", map[keyed]int{{"key-02", 109}: 3}, 1, 0},
+		{"a repeated put, once", map[keyed]int{{"key-02", 109}: 1, {"key-03", 109}: 1}, 0, 1},
+		{"a record not listed, twice", map[keyed]int{{"key-04", 1}: 2}, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			extra, short, sample := compareCopies(tc.counts, inStream)
+			if extra != tc.wantExtra || short != tc.short {
+				t.Errorf("compareCopies = %d extra, %d short (%v), want %d, %d", extra, short, sample, tc.wantExtra, tc.short)
+			}
+		})
+	}
+}
+
+// streamCopies reads every shard of the stream from its start and returns the sequence numbers
+// under which it holds each producer record.
+func (s *e2eStack) streamCopies(t *testing.T) map[keyed][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	out := map[keyed][]string{}
+	in := &kinesis.ListShardsInput{StreamName: aws.String(s.stream)}
+	for in != nil {
+		page, err := s.kin.ListShards(ctx, in)
+		if err != nil {
+			t.Fatalf("list the shards of %s: %v", s.stream, err)
+		}
+		in = nil
+		if page.NextToken != nil {
+			in = &kinesis.ListShardsInput{NextToken: page.NextToken}
+		}
+		for _, sh := range page.Shards {
+			it, err := s.kin.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(s.stream), ShardId: sh.ShardId, ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
+			if err != nil {
+				t.Fatalf("read %s: %v", aws.ToString(sh.ShardId), err)
+			}
+			// Until the shard ends, or a read finds nothing and nothing is behind.
+			for iter := it.ShardIterator; iter != nil; {
+				got, err := s.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+				if err != nil {
+					t.Fatalf("read %s: %v", aws.ToString(sh.ShardId), err)
+				}
+				for _, r := range got.Records {
+					var k keyed
+					if json.Unmarshal(r.Data, &k) == nil && k.K != "" {
+						out[k] = append(out[k], aws.ToString(sh.ShardId)+"/"+aws.ToString(r.SequenceNumber))
+					}
+				}
+				if len(got.Records) == 0 && aws.ToInt64(got.MillisBehindLatest) == 0 {
+					break
+				}
+				iter = got.NextShardIterator
+			}
+		}
+	}
+	return out
 }
 
 // tookLeases counts the leases a worker's log says it took.

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -339,6 +340,11 @@ type producer struct {
 	sent   []sentRecord
 	err    error
 	burst  int // rounds to put back to back before pausing again
+	// retried counts the PutRecords calls the SDK sent more than once: when an attempt was
+	// stored but its answer lost (kinesalite answered 200 and the connection closed while the
+	// SDK read it), the stream holds that round twice, under other sequence numbers.
+	retried   int
+	retryErrs []error // why the first few were sent again
 }
 
 func (s *e2eStack) startProducer(t *testing.T, keys int, every time.Duration) *producer {
@@ -414,6 +420,14 @@ func (p *producer) put(round []sentRecord) error {
 		if err != nil {
 			return fmt.Errorf("put records: %w", err)
 		}
+		if attempts, ok := awsretry.GetAttemptResults(out.ResultMetadata); ok && len(attempts.Results) > 1 {
+			p.mu.Lock()
+			p.retried++
+			if p.retried <= 3 {
+				p.retryErrs = append(p.retryErrs, attempts.Results[0].Err)
+			}
+			p.mu.Unlock()
+		}
 		var failed []int
 		for j, r := range out.Records {
 			i := pending[j]
@@ -474,6 +488,9 @@ func (p *producer) halt(t *testing.T) []sentRecord {
 	defer p.mu.Unlock()
 	if p.err != nil {
 		t.Fatalf("producer: %v", p.err)
+	}
+	if p.retried > 0 {
+		t.Logf("producer: the SDK sent %d PutRecords calls more than once, e.g. after %v", p.retried, p.retryErrs)
 	}
 	return slices.Clone(p.sent)
 }

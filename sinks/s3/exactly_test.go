@@ -53,6 +53,18 @@ func (l *leaseSwitch) get() sinks.LeaseState {
 
 func (l *leaseSwitch) set(s sinks.LeaseState) { l.state.Store(int32(s)) }
 
+// waitAsked waits until the lease was asked for n times.
+func (l *leaseSwitch) waitAsked(t *testing.T, n int64) {
+	t.Helper()
+	for l.asked.Load() < n {
+		select {
+		case <-waitCtx(t).Done():
+			t.Fatalf("the lease was asked for %d times, want %d", l.asked.Load(), n)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
 // openRun starts a sink on f and opens a run of shard-1 in it from before the first record.
 func openRun(t *testing.T, cfg config.S3Sink, f *fakeS3, lease *leaseSwitch) *Sink {
 	t.Helper()
@@ -80,6 +92,20 @@ func writeAndWait(t *testing.T, s *Sink, recs []record.Record) {
 	case <-done:
 	case <-waitCtx(t).Done():
 		t.Fatalf("records %s..%s never acknowledged", recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber)
+	}
+}
+
+// flushedUnacknowledged flushes s and requires acked (closed by a Write's done) to be still open:
+// the Write's records were given up, not written.
+func flushedUnacknowledged(t *testing.T, s *Sink, acked <-chan struct{}) {
+	t.Helper()
+	if err := s.Flush(waitCtx(t)); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	select {
+	case <-acked:
+		t.Error("records that were not written were acknowledged")
+	default:
 	}
 }
 
@@ -210,14 +236,7 @@ func TestExactlyOnceZombieIsRefusedAndStops(t *testing.T) {
 	f.entered, f.hold = nil, nil
 	f.mu.Unlock()
 	close(hold)
-	if err := zombie.Flush(waitCtx(t)); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	select {
-	case <-acked:
-		t.Error("the zombie acknowledged records it did not write")
-	default:
-	}
+	flushedUnacknowledged(t, zombie, acked)
 	f.mu.Lock()
 	refused := f.refused
 	f.mu.Unlock()
@@ -239,13 +258,7 @@ func TestExactlyOnceWaitsWhileTheLeaseIsUnconfirmed(t *testing.T) {
 	}
 	// The run asks for the lease before every attempt: once it has asked five times, five
 	// attempts have passed without a PUT.
-	for lease.asked.Load() < 5 {
-		select {
-		case <-waitCtx(t).Done():
-			t.Fatalf("the lease was asked for %d times", lease.asked.Load())
-		case <-time.After(time.Millisecond):
-		}
-	}
+	lease.waitAsked(t, 5)
 	if n := f.callCount(); n != 0 {
 		t.Fatalf("%d PUTs while the lease was unconfirmed", n)
 	}
@@ -268,14 +281,7 @@ func TestExactlyOnceLostLeaseGivesUpWithoutAcknowledging(t *testing.T) {
 	if err := s.Write(waitCtx(t), shardRecords("shard-1", 1, 3), func() { close(acked) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Flush(waitCtx(t)); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	select {
-	case <-acked:
-		t.Error("records acknowledged without being written")
-	default:
-	}
+	flushedUnacknowledged(t, s, acked)
 	if n := len(f.stored()); n != 0 {
 		t.Errorf("%d objects written for a lost lease", n)
 	}
@@ -377,4 +383,39 @@ func TestExactlyOnceManyShardsConcurrently(t *testing.T) {
 			t.Errorf("shard %d delivered up to %s, want %s", sh, got, want)
 		}
 	}
+}
+
+// The lease table is unreachable: a run writes objects the lease row never hears of (its
+// checkpoints fail), then its lease is given up and the object it still holds is not written.
+// When the table answers again the same worker takes the lease again, and the same sink opens a
+// new run of the shard from what the row recorded before the outage. The new run reads from the
+// checkpoint, finds the old run's objects under their keys and walks past them: every record
+// ends up in one object, and the given-up records in the new run's.
+func TestExactlyOnceSameWorkerRetakesAGivenUpLease(t *testing.T) {
+	f := newFakeS3()
+	var before, after leaseSwitch
+	s := openRun(t, eoConfig(), f, &before)
+	writeAndWait(t, s, shardRecords("shard-1", 1, 4)) // recorded: checkpoint 4, delivered 4
+	writeAndWait(t, s, shardRecords("shard-1", 5, 9)) // the row never hears of it
+	wantDelivered(t, s, 9)
+
+	// The trust window ends, then the lease is given up as unreachable.
+	before.set(sinks.LeaseUncertain)
+	givenUp := make(chan struct{})
+	if err := s.Write(waitCtx(t), shardRecords("shard-1", 10, 12), func() { close(givenUp) }); err != nil {
+		t.Fatal(err)
+	}
+	before.waitAsked(t, 3)
+	before.set(sinks.LeaseLost)
+	flushedUnacknowledged(t, s, givenUp)
+
+	// Taken again by the same worker: a new run from the recorded position, reading from the
+	// checkpoint with other batch boundaries.
+	s.OpenShard("shard-1", seqPos(4), after.get)
+	wantDelivered(t, s, 4)
+	writeAndWait(t, s, shardRecords("shard-1", 5, 7))
+	writeAndWait(t, s, shardRecords("shard-1", 8, 15))
+
+	assertEachOnce(t, recordCounts(t, f), 1, 15)
+	wantDelivered(t, s, 15)
 }
