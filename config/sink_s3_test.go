@@ -318,4 +318,40 @@ func TestExactlyOnceRefusesParallelLanes(t *testing.T) {
 	}
 }
 
+// An exactly-once sink behind a handler that calls out (lambda, http) is refused, naming the
+// sink's key and the handler; local handlers, or an at-least-once sink, are fine.
+func TestExactlyOnceRefusesHandlersThatCallOut(t *testing.T) {
+	eo := validS3()
+	eo.Delivery = DeliveryExactlyOnce
+	for _, tc := range []struct {
+		name     string
+		handlers []string
+		s3       S3Sink
+		refused  string
+	}{
+		{"lambda before exactly_once", []string{"json", "lambda"}, eo, "processing.handlers[1] (type lambda)"},
+		{"http before exactly_once", []string{"http"}, eo, "processing.handlers[0] (type http)"},
+		{"local handlers", []string{"json", "filter", "enrich"}, eo, ""},
+		{"at_least_once", []string{"lambda"}, validS3(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p Processing
+			for _, h := range tc.handlers {
+				p.Handlers = append(p.Handlers, ProcessingHandler{Type: h})
+			}
+			v := &checker{seen: map[string]bool{}}
+			v.exactlyOnceNeedsLocalHandlers(p, []Sink{{Name: "lake", Type: "s3", S3: &tc.s3}})
+			if tc.refused == "" {
+				if len(v.errs) != 0 {
+					t.Errorf("refused: %v", v.errs)
+				}
+				return
+			}
+			if len(v.errs) != 1 || v.errs[0].Key != "sinks[0].s3.delivery" || !strings.Contains(v.errs[0].Error(), tc.refused) {
+				t.Errorf("problems: %v, want one at sinks[0].s3.delivery naming %s", v.errs, tc.refused)
+			}
+		})
+	}
+}
+
 func ptr[T any](v T) *T { return &v }

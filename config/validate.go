@@ -150,6 +150,7 @@ func (c *Config) Validate() error {
 	v.processingFailedHasAPlace(c.Processing, c.DeadLetter)
 	v.stallAboveBuffering(c.Leases.StallTimeout, c.Sinks)
 	v.exactlyOnceNeedsOrder(c.Processing, c.Sinks)
+	v.exactlyOnceNeedsLocalHandlers(c.Processing, c.Sinks)
 	v.durationMin("shutdown.drain_timeout", c.Shutdown.DrainTimeout, time.Nanosecond)
 	v.oneOf("log.format", c.Log.Format, logFormats)
 	v.oneOf("log.level", c.Log.Level, logLevels)
@@ -597,6 +598,26 @@ func (v *checker) exactlyOnceNeedsOrder(p Processing, sinks []Sink) {
 			v.add("processing.parallelization_factor", strconv.Itoa(p.ParallelizationFactor),
 				fmt.Sprintf("is out of range: must be 1 with sinks[%d] (%s) set to delivery: exactly_once, which needs each shard's records in order", i, s.Name))
 			return
+		}
+	}
+}
+
+// exactlyOnceNeedsLocalHandlers refuses a handler that calls out (lambda, http) in front of an
+// exactly-once sink. Exactly-once delivery skips, after a crash, what an earlier object's
+// positions cover; a function that gave a record up on one reading (its dead letter not yet
+// stored when the worker died) and accepts it on the next would have that record skipped, in
+// neither place. Local handlers decide the same way on every reading.
+func (v *checker) exactlyOnceNeedsLocalHandlers(p Processing, sinks []Sink) {
+	for i, s := range sinks {
+		if s.S3 == nil || !s.S3.ExactlyOnce() {
+			continue
+		}
+		for j, h := range p.Handlers {
+			if h.Type == HandlerLambda || h.Type == HandlerHTTP {
+				v.add(fmt.Sprintf("sinks[%d].s3.delivery", i), DeliveryExactlyOnce,
+					fmt.Sprintf("is not allowed with processing.handlers[%d] (type %s): a function may decide differently each time a record is read, and exactly-once delivery relies on the same outcome every time; use at_least_once, or only json, filter and enrich handlers", j, h.Type))
+				break
+			}
 		}
 	}
 }

@@ -130,7 +130,6 @@ func build(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.
 	}
 
 	p := cfg.Processing
-	warnNondeterministicHandlers(log, cfg)
 	if len(p.Handlers) == 0 && dead == nil {
 		rt.pipeline = consumer.DeliverToSinks(rt.sinks)
 		return rt, nil
@@ -286,25 +285,4 @@ func buildSink(ctx context.Context, sc config.Sink, cfg config.Config, awsCfg aw
 		}
 	}
 	return s, nil
-}
-
-// warnNondeterministicHandlers says at start-up when an exactly-once S3 sink is fed by a handler
-// that calls out (lambda, http): exactly-once delivery assumes a record is handled the same way
-// every time it is read (docs/design.md, "Limits").
-func warnNondeterministicHandlers(log *slog.Logger, cfg config.Config) {
-	var external []string
-	for _, h := range cfg.Processing.Handlers {
-		if h.Type == "lambda" || h.Type == "http" {
-			external = append(external, h.Type)
-		}
-	}
-	if len(external) == 0 {
-		return
-	}
-	for _, sc := range cfg.Sinks {
-		if sc.S3 != nil && sc.S3.ExactlyOnce() {
-			log.Warn("delivery exactly_once assumes every record is handled the same way each time it is read; a function that fails a record on one reading and accepts it on the next can break that (docs/design.md, exactly-once limits)",
-				"sink", sc.Name, "handlers", external)
-		}
-	}
 }

@@ -6,11 +6,9 @@ package main
 // ever written twice (the bucket is versioned: each key must have one version).
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -27,7 +25,6 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
-	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/internal/testenv"
 )
 
@@ -459,37 +456,5 @@ func TestExactlyOnceReshardMidRun(t *testing.T) {
 	for _, d := range ds {
 		d.signal(t, syscall.SIGTERM)
 		d.waitExit(30 * time.Second)
-	}
-}
-
-// An exactly-once sink behind a handler that calls out gets a warning at start-up; one behind
-// local handlers only, or an at-least-once sink, does not.
-func TestExactlyOnceWarnsAboutHandlersThatCallOut(t *testing.T) {
-	eo := config.S3Defaults()
-	eo.Delivery = config.DeliveryExactlyOnce
-	plain := config.S3Defaults()
-	for _, tc := range []struct {
-		name     string
-		handlers []string
-		s3       config.S3Sink
-		warned   bool
-	}{
-		{"lambda before exactly_once", []string{"json", "lambda"}, eo, true},
-		{"http before exactly_once", []string{"http"}, eo, true},
-		{"local handlers", []string{"json", "filter", "enrich"}, eo, false},
-		{"at_least_once", []string{"lambda"}, plain, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var cfg config.Config
-			for _, h := range tc.handlers {
-				cfg.Processing.Handlers = append(cfg.Processing.Handlers, config.ProcessingHandler{Type: h})
-			}
-			cfg.Sinks = []config.Sink{{Name: "lake", Type: "s3", S3: &tc.s3}}
-			var logs bytes.Buffer
-			warnNondeterministicHandlers(slog.New(slog.NewTextHandler(&logs, nil)), cfg)
-			if got := strings.Contains(logs.String(), "delivery exactly_once assumes"); got != tc.warned {
-				t.Errorf("warned = %v, want %v; logs: %s", got, tc.warned, logs.String())
-			}
-		})
 	}
 }
