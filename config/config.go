@@ -19,6 +19,7 @@ type Config struct {
 	Sinks      []Sink     `koanf:"sinks"`
 	DeadLetter DeadLetter `koanf:"dead_letter"`
 	Shutdown   Shutdown   `koanf:"shutdown"`
+	Memory     Memory     `koanf:"memory"`
 	Log        Log        `koanf:"log"`
 	Metrics    Metrics    `koanf:"metrics"`
 }

@@ -143,6 +143,7 @@ func (c *Config) Validate() error {
 	v.stream(c.Stream, c.AWS.Region)
 	v.leases(c.Leases)
 	v.batching(c.Batching)
+	v.memory(c.Memory)
 	v.processing(c.Processing)
 	v.sinks(c.Sinks)
 	v.deadLetter(c.DeadLetter)

@@ -59,6 +59,9 @@ type Options struct {
 	Clock       clock.Clock
 	Logger      *slog.Logger
 	Hooks       hooks.Set
+	// Memory, when set, bounds the record data held over all shards and sizes reads to it (see
+	// MemoryBudget); nil leaves only the per-shard Batching.MaxInFlightRecords.
+	Memory *MemoryBudget
 	// NoClaims keeps the worker from claiming leases held by live workers: it takes only free and
 	// expired ones (vmware-go-kcl's EnableLeaseStealing = false).
 	NoClaims bool
@@ -204,6 +207,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return err
 	}
 	c.log.Info("consumer started", "stream", c.streamName, "lease_table", c.opts.Leases.Table)
+	if c.opts.Memory != nil {
+		pctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go c.flushOnPressure(pctx)
+	}
 
 	leaseTimer := c.opts.Clock.NewTimer(0)
 	defer leaseTimer.Stop()
@@ -390,6 +398,47 @@ func (c *Consumer) flushSinks(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+}
+
+// pressureFlushDelay is how long reads wait for room in the memory budget before the sinks are
+// asked to deliver what they buffer.
+const pressureFlushDelay = time.Second
+
+// flushOnPressure starts delivery of everything the sinks buffer whenever reads have waited
+// pressureFlushDelay for room in the memory budget: the records held are then sitting in sink
+// buffers (many partitions each below its size hint, or a long interval) that would otherwise
+// keep reading stopped until their interval. Flushing early makes smaller objects, never loses
+// anything. It returns when ctx ends.
+func (c *Consumer) flushOnPressure(ctx context.Context) {
+	b := c.opts.Memory
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.Pressure():
+		}
+		if clock.Sleep(ctx, c.opts.Clock, pressureFlushDelay) != nil {
+			return
+		}
+		if !b.waiting() {
+			continue
+		}
+		c.log.Debug("memory budget full: reads are waiting; flushing the sinks", "held_bytes", b.Used(), "limit_bytes", b.Limit())
+		hooks.Each(c.opts.Hooks, func(h hooks.MemoryPressure) { h.OnMemoryPressure() })
+		// Flush starts delivery at once and then waits for it; the wait is not needed here, and
+		// during a sink outage it would not end.
+		fctx, cancel := context.WithTimeout(ctx, pressureFlushDelay)
+		var wg sync.WaitGroup
+		for _, s := range c.opts.Sinks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = s.Flush(fctx)
+			}()
+		}
+		wg.Wait()
+		cancel()
+	}
 }
 
 // abandonAll stops every shard at once without writing to the lease table.

@@ -63,6 +63,12 @@ type shardReader struct {
 	pending func() bool
 	limit   int32
 	backoff retry.Policy
+	// account, when set, is the shard's share of the process's memory budget: each read first
+	// reserves room for what it may return and is sized to that room (see MemoryBudget).
+	account *shardAccount
+	// average is the shard's mean Kinesis record size (bytes) over its reads so far, 0 before
+	// the first record; it sizes reservations.
+	average float64
 }
 
 // minCallGap keeps a reader within Kinesis's 5 GetRecords calls per shard per second.
@@ -90,12 +96,17 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 	idle := 0 // consecutive empty reads of a caught-up shard
 	for {
 		hooks.Each(r.hooks, func(h hooks.ShardProgress) { h.OnShardProgress(r.streamName, r.shardID) })
+		reserved, limit, err := r.account.reserve(ctx, r.limit, r.average, r.waiting)
+		if err != nil {
+			return false, err
+		}
 		out, err := r.api.GetRecords(ctx, &kinesis.GetRecordsInput{
 			ShardIterator: iterator,
-			Limit:         aws.Int32(r.limit),
+			Limit:         aws.Int32(limit),
 			StreamARN:     r.arnOrNil(),
 		})
 		if err != nil {
+			r.account.give(reserved)
 			if ctx.Err() != nil {
 				return false, ctx.Err()
 			}
@@ -131,6 +142,8 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 		r.health.ok()
 
 		recs, bytes := r.convert(out.Records, done)
+		r.account.settle(reserved, int64(bytes))
+		r.learnAverage(out.Records)
 		behind := aws.ToInt64(out.MillisBehindLatest)
 		hooks.Each(r.hooks, func(h hooks.RecordsRead) {
 			h.OnRecordsRead(r.streamName, r.shardID, len(recs), bytes, behind)
@@ -151,7 +164,7 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 
 		wait := r.pollInterval
 		switch {
-		case len(out.Records) > 0 && (behind > 0 || len(out.Records) >= int(r.limit)):
+		case len(out.Records) > 0 && (behind > 0 || len(out.Records) >= int(limit)):
 			wait = minCallGap // more is waiting: read again as soon as Kinesis allows
 			idle = 0
 		case len(out.Records) > 0 || behind > 0 || (r.pending != nil && r.pending()):
@@ -164,6 +177,30 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 			return false, err
 		}
 	}
+}
+
+// waiting reports a read waiting for room in the memory budget as backpressure, so that liveness
+// checks do not take it for a wedged reader.
+func (r *shardReader) waiting(on bool) {
+	hooks.Each(r.hooks, func(h hooks.ShardWaiting) { h.OnShardWaiting(r.streamName, r.shardID, on) })
+}
+
+// learnAverage folds a read's Kinesis records into the shard's mean record size: a moving
+// average that follows a change of record size within a few reads.
+func (r *shardReader) learnAverage(recs []types.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	total := 0
+	for _, kr := range recs {
+		total += len(kr.Data)
+	}
+	mean := float64(total) / float64(len(recs))
+	if r.average == 0 {
+		r.average = mean
+		return
+	}
+	r.average = 0.5*r.average + 0.5*mean
 }
 
 // idleWait is the wait after the n-th consecutive empty read (n >= 1) of a caught-up shard:

@@ -244,6 +244,7 @@ type shardWorker struct {
 func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID map[string]checkpoint.Lease) {
 	ctx, cancel := context.WithCancel(parent)
 	readCtx, readCancel := context.WithCancel(ctx)
+	account := newShardAccount(c.opts.Memory)
 	w := &shardWorker{
 		c:          c,
 		shardID:    l.ShardID,
@@ -267,8 +268,10 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 			maxIdlePoll:  c.opts.Stream.MaxIdlePollInterval,
 			limit:        int32(c.opts.Stream.MaxRecordsPerRead),
 			backoff:      c.readPolicy,
+			account:      account,
 		},
 	}
+	w.tracker.account = account
 	// dispatch runs on the reader's goroutine, so gathered is read there without a lock.
 	w.reader.pending = func() bool { return len(w.gathered) > 0 }
 	start := startPosition{after: l.Checkpoint}
@@ -302,12 +305,35 @@ func (c *Consumer) startWorker(parent context.Context, l checkpoint.Lease, byID 
 
 	go w.checkpointLoop()
 	go w.read(readCtx, start)
+	go func() {
+		// Once the worker has ended and its reader is gone, what it still holds (records the
+		// sinks never acknowledged) is no longer its to hold.
+		<-w.ctx.Done()
+		<-w.readerDone
+		account.close()
+	}()
+}
+
+// dataBytes is the size of the records' data: what they hold of the memory budget.
+func dataBytes(recs []record.Record) int64 {
+	n := 0
+	for i := range recs {
+		n += len(recs[i].Data)
+	}
+	return int64(n)
 }
 
 func (w *shardWorker) read(ctx context.Context, start startPosition) {
 	defer close(w.readerDone)
 	defer w.pipeline.Close()
 	ended, err := w.reader.run(ctx, start, w.dispatch)
+	if !ended {
+		// Records the batching window still holds are dropped: read again by the next owner.
+		defer func() {
+			w.reader.account.give(dataBytes(w.gathered))
+			w.gathered = nil
+		}()
+	}
 	if ended {
 		if err := w.flushGathered(ctx); err != nil {
 			return
@@ -357,17 +383,19 @@ func (w *shardWorker) dispatch(ctx context.Context, recs []record.Record) error 
 		w.gathered = append(w.gathered, recs...)
 	}
 	for len(w.gathered) >= size {
-		if err := w.handOn(ctx, w.gathered[:size:size]); err != nil {
-			return err
-		}
+		batch := w.gathered[:size:size]
 		w.gathered = w.gathered[size:]
 		w.gatheredSince = now
-	}
-	if len(w.gathered) > 0 && now.Sub(w.gatheredSince) >= window {
-		if err := w.handOn(ctx, w.gathered); err != nil {
+		if err := w.handOn(ctx, batch); err != nil {
 			return err
 		}
+	}
+	if len(w.gathered) > 0 && now.Sub(w.gatheredSince) >= window {
+		batch := w.gathered
 		w.gathered = nil
+		if err := w.handOn(ctx, batch); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -377,17 +405,20 @@ func (w *shardWorker) flushGathered(ctx context.Context) error {
 	if len(w.gathered) == 0 {
 		return nil
 	}
-	err := w.handOn(ctx, w.gathered)
+	batch := w.gathered
 	w.gathered = nil
-	return err
+	return w.handOn(ctx, batch)
 }
 
 // handOn registers one batch with the tracker and gives it to the pipeline. Both can wait long
 // (the in-flight cap, a full pipeline): the batch is handed on only while the lease is trusted
-// (see trusted), which is checked before, bounds both waits, and is checked again after.
+// (see trusted), which is checked before, bounds both waits, and is checked again after. When it
+// returns an error the batch is not handed on and its bytes are back in the memory budget.
 func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
 	leaseDuration := w.c.opts.Leases.LeaseDuration
+	bytes := dataBytes(batch)
 	if err := w.lease.trusted(leaseDuration); err != nil {
+		w.reader.account.give(bytes)
 		return err
 	}
 	newest := batch[len(batch)-1].ApproximateArrivalTimestamp
@@ -401,8 +432,9 @@ func (w *shardWorker) handOn(ctx context.Context, batch []record.Record) error {
 	defer hooks.Each(w.c.opts.Hooks, func(h hooks.ShardWaiting) { h.OnShardWaiting(w.c.streamName, w.shardID, false) })
 	tctx, stop := w.lease.trustContext(ctx, w.c.opts.Clock, leaseDuration)
 	defer stop()
-	tk, err := w.tracker.add(tctx, batch[len(batch)-1].Position(), len(batch), 1)
+	tk, err := w.tracker.add(tctx, batch[len(batch)-1].Position(), len(batch), bytes, 1)
 	if err != nil {
+		w.reader.account.give(bytes)
 		return trustCause(tctx, err)
 	}
 	if pp, ok := w.pipeline.(ProgressPipeline); ok {

@@ -28,6 +28,9 @@ type tracker struct {
 	room      chan struct{} // closed and replaced whenever inFlight drops or safe moves
 	// advanced is signalled (non-blocking) whenever safe moves.
 	advanced chan struct{}
+	// account gets back each batch's bytes when the batch is retired or withdrawn; nil: no
+	// memory budget.
+	account *shardAccount
 }
 
 // ticket is one batch's claim on the tracker; ack it once per party.
@@ -37,6 +40,7 @@ type ticket struct {
 	records int
 	pending int
 	upTo    record.Position // finished up to here inside the batch (progress), or zero
+	bytes   int64           // the records' data, returned to the account when retired
 }
 
 func newTracker(start record.Position, maxInFlight int) *tracker {
@@ -48,14 +52,15 @@ func newTracker(start record.Position, maxInFlight int) *tracker {
 	}
 }
 
-// add registers a batch of n records ending at last, to be acknowledged by parties parties.
+// add registers a batch of n records of bytes bytes of data ending at last, to be acknowledged by
+// parties parties.
 // It blocks while the cap on in-flight records is reached (a batch larger than the cap is let
 // in once nothing else is in flight, so it cannot wait forever).
-func (t *tracker) add(ctx context.Context, last record.Position, n, parties int) (*ticket, error) {
+func (t *tracker) add(ctx context.Context, last record.Position, n int, bytes int64, parties int) (*ticket, error) {
 	for {
 		t.mu.Lock()
 		if t.inFlight == 0 || t.inFlight+n <= t.maxIn {
-			tk := &ticket{t: t, last: last, records: n, pending: parties}
+			tk := &ticket{t: t, last: last, records: n, pending: parties, bytes: bytes}
 			t.batches = append(t.batches, tk)
 			t.inFlight += n
 			if parties == 0 {
@@ -108,6 +113,7 @@ func (t *tracker) advanceLocked() {
 		t.batches[0] = nil
 		t.batches = t.batches[1:]
 		t.inFlight -= b.records
+		t.account.give(b.bytes)
 		t.completed += int64(b.records)
 		t.safe = b.last
 		moved = true
@@ -185,6 +191,7 @@ func (t *tracker) withdraw(k *ticket) {
 	t.batches[n-1] = nil
 	t.batches = t.batches[:n-1]
 	t.inFlight -= k.records
+	t.account.give(k.bytes)
 	k.pending = 0
 	close(t.room)
 	t.room = make(chan struct{})

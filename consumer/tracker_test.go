@@ -13,9 +13,9 @@ func pos(s string) record.Position { return record.Position{SequenceNumber: s} }
 func TestTrackerAdvancesOnlyOverAContiguousPrefix(t *testing.T) {
 	ctx := context.Background()
 	tr := newTracker(pos("0"), 1000)
-	a, _ := tr.add(ctx, pos("10"), 10, 2)
-	b, _ := tr.add(ctx, pos("20"), 10, 2)
-	c, _ := tr.add(ctx, pos("30"), 10, 2)
+	a, _ := tr.add(ctx, pos("10"), 10, 0, 2)
+	b, _ := tr.add(ctx, pos("20"), 10, 0, 2)
+	c, _ := tr.add(ctx, pos("30"), 10, 0, 2)
 
 	// The later batches complete first: nothing may be checkpointed past the first.
 	b.ack()
@@ -42,8 +42,8 @@ func TestTrackerAdvancesOnlyOverAContiguousPrefix(t *testing.T) {
 func TestTrackerIgnoresExtraAcks(t *testing.T) {
 	ctx := context.Background()
 	tr := newTracker(record.Position{}, 100)
-	a, _ := tr.add(ctx, pos("1"), 1, 1)
-	b, _ := tr.add(ctx, pos("2"), 1, 2)
+	a, _ := tr.add(ctx, pos("1"), 1, 0, 1)
+	b, _ := tr.add(ctx, pos("2"), 1, 0, 2)
 	a.ack()
 	a.ack() // a sink that acked twice must not complete b on its behalf
 	b.ack()
@@ -56,10 +56,10 @@ func TestTrackerBlocksAtTheInFlightCap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tr := newTracker(record.Position{}, 10)
-	a, _ := tr.add(ctx, pos("8"), 8, 1)
+	a, _ := tr.add(ctx, pos("8"), 8, 0, 1)
 	added := make(chan *ticket)
 	go func() {
-		k, err := tr.add(ctx, pos("16"), 8, 1)
+		k, err := tr.add(ctx, pos("16"), 8, 0, 1)
 		if err != nil {
 			t.Errorf("add: %v", err)
 		}
@@ -87,12 +87,12 @@ func TestTrackerBlocksAtTheInFlightCap(t *testing.T) {
 
 func TestTrackerAddReturnsOnContextEnd(t *testing.T) {
 	tr := newTracker(record.Position{}, 1)
-	if _, err := tr.add(context.Background(), pos("1"), 1, 1); err != nil {
+	if _, err := tr.add(context.Background(), pos("1"), 1, 0, 1); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := tr.add(ctx, pos("2"), 1, 1); err == nil {
+	if _, err := tr.add(ctx, pos("2"), 1, 0, 1); err == nil {
 		t.Fatal("add past the cap with a cancelled context returned no error")
 	}
 }
@@ -101,7 +101,7 @@ func TestTrackerWaitDrained(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tr := newTracker(record.Position{}, 100)
-	a, _ := tr.add(ctx, pos("1"), 1, 1)
+	a, _ := tr.add(ctx, pos("1"), 1, 0, 1)
 	done := make(chan error, 1)
 	go func() { done <- tr.waitDrained(ctx) }()
 	a.ack()
@@ -113,8 +113,8 @@ func TestTrackerWaitDrained(t *testing.T) {
 func TestTrackerProgressInsideTheOldestBatch(t *testing.T) {
 	tr := newTracker(record.Position{}, 1000)
 	ctx := context.Background()
-	a, _ := tr.add(ctx, pos("10"), 10, 1)
-	b, _ := tr.add(ctx, pos("20"), 10, 1)
+	a, _ := tr.add(ctx, pos("10"), 10, 0, 1)
+	b, _ := tr.add(ctx, pos("20"), 10, 0, 1)
 	b.progress(pos("15")) // not the oldest batch: the safe position may not pass the first one
 	if got := tr.safePosition(); !got.IsZero() {
 		t.Fatalf("safe = %s after progress in the second batch, want zero", got)

@@ -57,6 +57,12 @@ type ShardWaiting interface {
 	OnShardWaiting(stream, shardID string, waiting bool)
 }
 
+// MemoryPressure is told when reads have waited a while for room in the memory budget
+// (memory.max_in_flight_mbs) and the sinks are asked to deliver what they buffer early.
+type MemoryPressure interface {
+	OnMemoryPressure()
+}
+
 // CheckpointLag is told, at every checkpoint interval of a shard, how many records were read from
 // it but are not yet behind its written checkpoint (the records a restart would read again).
 type CheckpointLag interface {

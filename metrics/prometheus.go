@@ -57,6 +57,7 @@ type Adapter struct {
 	deliveryRecords, deliveryBytes, deliverySuccess, deliveryFailures, backupRecords *prometheus.CounterVec
 
 	leasesTaken, leasesStolen, leasesExpired prometheus.Counter
+	pressureFlushes                          prometheus.Counter
 	leasesLost, leaseTableFailures           *prometheus.CounterVec
 
 	mu     sync.Mutex
@@ -102,6 +103,7 @@ var (
 	_ hooks.GaveUp           = (*Adapter)(nil)
 	_ hooks.DeadLettered     = (*Adapter)(nil)
 	_ hooks.DeadLetterFailed = (*Adapter)(nil)
+	_ hooks.MemoryPressure   = (*Adapter)(nil)
 )
 
 // HandlerBuckets are the handler duration histogram's buckets, in seconds: 1 ms to 15 minutes
@@ -165,6 +167,8 @@ func New(o Options) *Adapter {
 		return float64(len(a.held))
 	}))
 
+	a.pressureFlushes = f.counter("shardhose_memory_pressure_flushes_total", "Times reads waited for room in the memory budget (memory.max_in_flight_mbs) and the sinks were flushed early.", stream)
+
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return a
 }
@@ -213,6 +217,20 @@ func (a *Adapter) OnRecordsRead(stream, shardID string, records, bytes int, mill
 		}
 		a.mu.Unlock()
 	}
+}
+
+// OnMemoryPressure implements hooks.MemoryPressure.
+func (a *Adapter) OnMemoryPressure() { a.pressureFlushes.Inc() }
+
+// TrackMemoryBudget exports the bytes of record data held against the memory budget and the
+// budget's size, read at each scrape.
+func (a *Adapter) TrackMemoryBudget(held, limit func() int64) {
+	stream := prometheus.Labels{"stream": a.opts.Stream}
+	a.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shardhose_memory_in_flight_bytes", Help: "Record data read and not yet acknowledged by every sink, over all shards.", ConstLabels: stream},
+			func() float64 { return float64(held()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shardhose_memory_in_flight_limit_bytes", Help: "The cap on record data in flight (memory.max_in_flight_mbs).", ConstLabels: stream},
+			func() float64 { return float64(limit()) }))
 }
 
 // OnThrottledRead implements hooks.ThrottledRead.

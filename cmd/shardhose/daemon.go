@@ -187,7 +187,8 @@ func runConsumer(cfg config.Config, log *slog.Logger) (int, error) {
 
 	clk := clock.Real()
 	// The listener comes first, so /readyz answers "starting" during the start-up checks.
-	obs, err := startObservability(cfg, awsCfg, log, clk)
+	mem := memoryBudget(cfg.Memory, log)
+	obs, err := startObservability(cfg, awsCfg, log, clk, mem)
 	if err != nil {
 		return exitConfig, err
 	}
@@ -214,6 +215,7 @@ func runConsumer(cfg config.Config, log *slog.Logger) (int, error) {
 		Clock:        clk,
 		Logger:       log,
 		Hooks:        append(hooks.Set{notifier}, obs.hooks...),
+		Memory:       mem,
 	})
 	if err != nil {
 		closeBuilt()

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/shardhose/shardhose/config"
+	"github.com/shardhose/shardhose/consumer"
 	"github.com/shardhose/shardhose/health"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/awsclient"
@@ -35,7 +36,8 @@ type observability struct {
 // startObservability builds the adapter and, with metrics.listen, binds the listener (a port in
 // use is a start-up error) and serves /metrics, /healthz, /readyz and, with metrics.pprof,
 // /debug/pprof/. With metrics.cloudwatch.enabled it starts publishing.
-func startObservability(cfg config.Config, awsCfg aws.Config, log *slog.Logger, clk clock.Clock) (*observability, error) {
+// mem, when set, is exported as shardhose_memory_in_flight_bytes.
+func startObservability(cfg config.Config, awsCfg aws.Config, log *slog.Logger, clk clock.Clock, mem *consumer.MemoryBudget) (*observability, error) {
 	m := cfg.Metrics
 	o := &observability{}
 	if m.Listen == "" && !m.CloudWatch.Enabled {
@@ -47,6 +49,9 @@ func startObservability(cfg config.Config, awsCfg aws.Config, log *slog.Logger, 
 	}
 	adapter := metrics.New(metrics.Options{Stream: cfg.Stream.StreamName(), DeadLetterDestination: cfg.DeadLetter.Type, Sinks: sinkTypes, Clock: clk})
 	o.hooks = append(o.hooks, adapter)
+	if mem != nil {
+		adapter.TrackMemoryBudget(mem.Used, mem.Limit)
+	}
 
 	if m.Listen != "" {
 		ln, err := net.Listen("tcp", m.Listen)

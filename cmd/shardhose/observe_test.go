@@ -39,7 +39,7 @@ func status(t *testing.T, url string) (int, string) {
 func TestObservabilityListener(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	for _, pprof := range []bool{false, true} {
-		o, err := startObservability(observeConfig("127.0.0.1:0", pprof), aws.Config{}, log, clock.Real())
+		o, err := startObservability(observeConfig("127.0.0.1:0", pprof), aws.Config{}, log, clock.Real(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,10 +86,10 @@ func TestObservabilityStartUp(t *testing.T) {
 	}
 	defer ln.Close()
 	log := slog.New(slog.DiscardHandler)
-	if _, err := startObservability(observeConfig(ln.Addr().String(), false), aws.Config{}, log, clock.Real()); err == nil || !strings.Contains(err.Error(), "metrics.listen") {
+	if _, err := startObservability(observeConfig(ln.Addr().String(), false), aws.Config{}, log, clock.Real(), nil); err == nil || !strings.Contains(err.Error(), "metrics.listen") {
 		t.Fatalf("port in use: %v, want an error naming metrics.listen", err)
 	}
-	o, err := startObservability(observeConfig("", false), aws.Config{}, log, clock.Real())
+	o, err := startObservability(observeConfig("", false), aws.Config{}, log, clock.Real(), nil)
 	if err != nil || len(o.hooks) != 0 || o.server != nil {
 		t.Fatalf("defaults: %+v, %v; want nothing built", o, err)
 	}
