@@ -16,8 +16,7 @@ import (
 // MaxInFlightMBs caps the record data read from Kinesis and not yet acknowledged by every sink,
 // over all shards together (the per-shard batching.max_in_flight_records applies as well).
 // Reads are sized to fit it: a shard reserves room for a read before making it, and waits while
-// the cap is reached. 0 derives it: a quarter of the memory limit when one applies, else
-// DefaultMaxInFlightMBs.
+// the cap is reached. 0 derives it (see InFlightBytes).
 type Memory struct {
 	LimitMBs       int `koanf:"limit_mbs"`
 	MaxInFlightMBs int `koanf:"max_in_flight_mbs"`
@@ -46,14 +45,16 @@ func (v *checker) memory(m Memory) {
 }
 
 // InFlightBytes returns the cap on record data in flight given the memory limit that applies
-// (limitBytes, 0 for none): max_in_flight_mbs when set, else a quarter of the limit, else
+// (limitBytes, 0 for none) and what the process uses before reading anything (floorBytes):
+// max_in_flight_mbs when set, else a third of what the limit leaves above the floor (the rest
+// is for response buffers and the collector's headroom), at least 1 MiB, else
 // DefaultMaxInFlightMBs.
-func (m Memory) InFlightBytes(limitBytes int64) int64 {
+func (m Memory) InFlightBytes(limitBytes, floorBytes int64) int64 {
 	switch {
 	case m.MaxInFlightMBs > 0:
 		return int64(m.MaxInFlightMBs) << 20
 	case limitBytes > 0:
-		return max(limitBytes/4, 1<<20)
+		return max((limitBytes-floorBytes)/3, 1<<20)
 	default:
 		return DefaultMaxInFlightMBs << 20
 	}

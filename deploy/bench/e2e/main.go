@@ -46,6 +46,8 @@ type variant struct {
 	floor []string // floor arguments; nil for a daemon run
 	codec string   // the S3 sink's compression, for a daemon run
 	json  bool     // the json handler before the sink
+	// memoryMBs, when set, is the daemon's memory.limit_mbs.
+	memoryMBs int
 }
 
 var variants = []variant{
@@ -55,13 +57,47 @@ var variants = []variant{
 	{name: "shardhose GZIP", codec: "GZIP"},
 	{name: "shardhose ZSTD", codec: "ZSTD"},
 	{name: "shardhose Snappy", codec: "SNAPPY"},
+	{name: "shardhose Snappy (memory.limit_mbs 32)", codec: "SNAPPY", memoryMBs: 32},
+	{name: "shardhose Snappy (memory.limit_mbs 64)", codec: "SNAPPY", memoryMBs: 64},
 	{name: "shardhose GZIP + json handler", codec: "GZIP", json: true},
 }
 
 type run struct {
 	cpu, wall time.Duration
 	rssKiB    int64
-	load      string
+	// anonKiB and fileKiB are the highest anonymous and file-backed resident sizes seen by
+	// sampling /proc/PID/status (the program's mapped code is the file-backed part).
+	anonKiB, fileKiB int64
+	load             string
+}
+
+// sampleResident reads /proc/pid/status every 20 ms until stop is closed and keeps the highest
+// RssAnon and RssFile seen in r.
+func sampleResident(pid int, r *run, stop <-chan struct{}) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.Fields(line)
+				if len(f) < 2 {
+					continue
+				}
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				switch f[0] {
+				case "RssAnon:":
+					r.anonKiB = max(r.anonKiB, n)
+				case "RssFile:":
+					r.fileKiB = max(r.fileKiB, n)
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func main() {
@@ -298,6 +334,9 @@ func config(kinEP, ddbEP, s3EP, stream, bucket, table, dir string, v variant) st
 	if v.json {
 		handlers = "processing:\n  handlers:\n    - type: json\n"
 	}
+	if v.memoryMBs > 0 {
+		handlers += fmt.Sprintf("memory:\n  limit_mbs: %d\n", v.memoryMBs)
+	}
 	return fmt.Sprintf(`aws:
   region: us-east-1
   endpoints: {kinesis: %q, dynamodb: %q, s3: %q}
@@ -355,8 +394,18 @@ func measure(cmd *exec.Cmd, done func() error) (run, error) {
 	if err := cmd.Start(); err != nil {
 		return r, err
 	}
+	stopSampling, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		sampleResident(cmd.Process.Pid, &r, stopSampling)
+	}()
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		close(stopSampling)
+		<-sampled
+		exited <- err
+	}()
 	var waitErr error
 	if done == nil {
 		waitErr = <-exited
@@ -425,8 +474,8 @@ func report(chosen []variant, results map[string][]run, records, size, shards, r
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Taken %s on %s (%d cores, %s): %d records of %d bytes of JSON on %d kinesalite shards, %d interleaved rounds; each figure is the median over the rounds.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version(), records, size, shards, rounds)
-	b.WriteString("| run | CPU s | records per CPU-s | CPU vs SDK floor | CPU vs getrecords floor | peak RSS MiB (median, max) | wall s | load average at start (1, 5, 15 min) per round |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	b.WriteString("| run | CPU s | records per CPU-s | CPU vs SDK floor | CPU vs getrecords floor | peak RSS MiB (median, max) | of it: peak anonymous, file MiB (median) | wall s | load average at start (1, 5, 15 min) per round |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	base := func(name string) float64 {
 		return median(results[name], func(r run) float64 { return r.cpu.Seconds() })
 	}
@@ -446,8 +495,9 @@ func report(chosen []variant, results map[string][]run, records, size, shards, r
 			loads = append(loads, r.load)
 			maxRSS = max(maxRSS, float64(r.rssKiB)/1024)
 		}
-		fmt.Fprintf(&b, "| %s | %.2f | %.0f | %s | %s | %.0f, %.0f | %.1f | %s |\n", v.name, cpu, float64(records)/cpu,
+		fmt.Fprintf(&b, "| %s | %.2f | %.0f | %s | %s | %.0f, %.0f | %.0f, %.0f | %.1f | %s |\n", v.name, cpu, float64(records)/cpu,
 			ratio(cpu, sdkFloor), ratio(cpu, fastFloor), median(rs, func(r run) float64 { return float64(r.rssKiB) / 1024 }), maxRSS,
+			median(rs, func(r run) float64 { return float64(r.anonKiB) / 1024 }), median(rs, func(r run) float64 { return float64(r.fileKiB) / 1024 }),
 			median(rs, func(r run) float64 { return r.wall.Seconds() }), strings.Join(loads, "; "))
 	}
 	return b.String()
