@@ -22,8 +22,12 @@
 #                    the recipe's events at 1,000 records/s for 60 s through kinesalite
 #   make bench       benchmarks against the local stack, written to docs/benchmarks.txt
 #   make bench-e2e   the daemon against a plain GetRecords loop on kinesalite (deploy/bench/e2e),
-#                    CPU and peak RSS of each process, written into docs/benchmarks.md;
-#                    BENCH_RECORDS (100000), BENCH_ROUNDS (3), BENCH_ONLY (variant name prefixes)
+#                    CPU and peak RSS of each process, freshness (the load tester at
+#                    BENCH_FRESHNESS_RATE (500) records/s for BENCH_FRESHNESS_WINDOW (60s), 5 s S3
+#                    buffer interval) and shutdown time (empty buffer, and BENCH_SHUTDOWN_RECORDS
+#                    (5000) records buffered), written into docs/benchmarks.md;
+#                    BENCH_RECORDS (100000), BENCH_ROUNDS (3), BENCH_ONLY (name prefixes: variants,
+#                    freshness, shutdown)
 #   make bench-idle  the daemon on idle streams of BENCH_IDLE_SHARDS shards (4,64,256): CPU, RSS
 #                    and DynamoDB requests per shard over BENCH_IDLE_WINDOW (60s), into
 #                    docs/benchmarks.md
@@ -113,11 +117,16 @@ bench:
 BENCH_RECORDS ?= 100000
 BENCH_ROUNDS ?= 3
 BENCH_ONLY ?=
+BENCH_FRESHNESS_WINDOW ?= 60s
+BENCH_FRESHNESS_RATE ?= 500
+BENCH_SHUTDOWN_RECORDS ?= 5000
 
 bench-e2e: build
 	$(GO) build -o bin/bench-floor ./deploy/bench/floor
 	$(GO) build -o bin/bench-e2e ./deploy/bench/e2e
-	$(LOCAL)/with-stack.sh bin/bench-e2e -records $(BENCH_RECORDS) -rounds $(BENCH_ROUNDS) -only '$(BENCH_ONLY)'
+	$(LOCAL)/with-stack.sh bin/bench-e2e -records $(BENCH_RECORDS) -rounds $(BENCH_ROUNDS) -only '$(BENCH_ONLY)' \
+		-freshness-window $(BENCH_FRESHNESS_WINDOW) -freshness-rate $(BENCH_FRESHNESS_RATE) \
+		-shutdown-records $(BENCH_SHUTDOWN_RECORDS)
 
 BENCH_IDLE_SHARDS ?= 4,64,256
 BENCH_IDLE_WINDOW ?= 60s

@@ -340,3 +340,29 @@ func TestPercentile(t *testing.T) {
 		t.Error("percentile of nothing is not nil")
 	}
 }
+
+func TestReadSinkReadsEveryObjectDecompressed(t *testing.T) {
+	p := newPipe()
+	if _, err := p.PutRecords(t.Context(), &kinesis.PutRecordsInput{Records: []types.PutRecordsRequestEntry{{Data: []byte(`{"a":1}`)}, {Data: []byte(`{"b":2}`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	p.objects["other/x.gz"], p.order = []byte("not read: another prefix"), append(p.order, "other/x.gz")
+	got, err := ReadSink(t.Context(), Sink{Name: "archive", Client: p, Bucket: "b", Prefix: "data/", Compression: "GZIP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"data/old.gz": `{"shardhose_loadtest_id":"00000000-000000"}`, "data/000001.gz": `{"a":1}{"b":2}`}
+	if len(got) != len(want) {
+		t.Fatalf("ReadSink read %d objects, want %d: %q", len(got), len(want), got)
+	}
+	for k, w := range want {
+		if string(got[k]) != w {
+			t.Errorf("object %s = %q, want %q", k, got[k], w)
+		}
+	}
+
+	p.objects["data/bad.gz"], p.order = []byte("not gzip"), append(p.order, "data/bad.gz")
+	if _, err := ReadSink(t.Context(), Sink{Name: "archive", Client: p, Bucket: "b", Prefix: "data/", Compression: "GZIP"}); err == nil || !strings.Contains(err.Error(), "data/bad.gz") {
+		t.Errorf("ReadSink with an object that does not decompress: %v, want an error naming it", err)
+	}
+}

@@ -19,23 +19,9 @@ import (
 // as seconds, any other as milliseconds (Kinesis's MillisBehindLatest). An endpoint that does not
 // answer, or has no such metric, is an error.
 func ScrapeIteratorAge(ctx context.Context, client *http.Client, url string) (time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	families, err := Scrape(ctx, client, url)
 	if err != nil {
-		return 0, fmt.Errorf("metrics url %q: %w", url, err)
-	}
-	req.Header.Set("Accept", "text/plain; version=0.0.4")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("scrape %s: HTTP %s", url, resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("scrape %s: not Prometheus text format: %w", url, err)
+		return 0, err
 	}
 	found := false
 	var age time.Duration
@@ -70,4 +56,28 @@ func sampleValue(t dto.MetricType, m *dto.Metric) (float64, bool) {
 		return m.GetUntyped().GetValue(), true
 	}
 	return 0, false
+}
+
+// Scrape reads the Prometheus metrics (text format) at url, by metric name. An endpoint that
+// does not answer 200, or answers something else than that format, is an error.
+func Scrape(ctx context.Context, client *http.Client, url string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("metrics url %q: %w", url, err)
+	}
+	req.Header.Set("Accept", "text/plain; version=0.0.4")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: HTTP %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: not Prometheus text format: %w", url, err)
+	}
+	return families, nil
 }

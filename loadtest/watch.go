@@ -196,6 +196,25 @@ func (w *watcher) deliveredAt(id int) (time.Time, int) {
 	return last, dups
 }
 
+// ReadSink returns every object under the sink's prefix, decompressed, by key: for checking what
+// a sink holds once a run is over (Run's own watcher reads only objects that are new during it).
+// An object that cannot be read or does not decompress is an error naming it.
+func ReadSink(ctx context.Context, s Sink) (map[string][]byte, error) {
+	keys, err := list(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(keys))
+	for _, k := range keys {
+		data, err := read(ctx, s, k)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = data
+	}
+	return out, nil
+}
+
 func list(ctx context.Context, s Sink) ([]string, error) {
 	var keys []string
 	p := awss3.NewListObjectsV2Paginator(s.Client, &awss3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(s.Prefix)})

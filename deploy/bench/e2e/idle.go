@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -21,8 +20,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/shardhose/shardhose/checkpoint"
 )
 
 // DynamoDB on-demand prices in us-east-1 (USD per million request units), for the cost column.
@@ -127,8 +124,8 @@ func idleBench(sizes string, window time.Duration, bin, doc string) error {
 		if err := createStream(ctx, kin, stream, n); err != nil {
 			return err
 		}
-		cfg := filepath.Join(dir, table+".yaml")
-		if err := os.WriteFile(cfg, []byte(config(kinEP, proxyEP, s3EP, stream, bucket, table, dir, variant{codec: "GZIP"})), 0o644); err != nil {
+		cfg, err := writeConfig(dir, kinEP, proxyEP, s3EP, daemonConfig{stream: stream, bucket: bucket, table: table, codec: "GZIP", bufferMiB: 5, intervalS: 1})
+		if err != nil {
 			return err
 		}
 		load, _ := os.ReadFile("/proc/loadavg")
@@ -138,17 +135,8 @@ func idleBench(sizes string, window time.Duration, bin, doc string) error {
 			return err
 		}
 		held := func() bool {
-			leases, err := checkpoint.NewTable(ddb, table, "", checkpoint.Options{}).List(ctx)
-			if err != nil {
-				return false
-			}
-			owned := 0
-			for _, l := range leases {
-				if l.Owner != "" {
-					owned++
-				}
-			}
-			return owned == n
+			ok, err := holdsEvery(ctx, ddb, table, n)
+			return ok && err == nil
 		}
 		deadline := time.Now().Add(10 * time.Minute)
 		for !held() {

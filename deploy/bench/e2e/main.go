@@ -8,8 +8,16 @@
 // machine's load average when it started. A daemon run ends when the lease table shows every
 // shard checkpointed at its last record (so everything was delivered), then gets SIGTERM.
 //
-// It reports and never asserts: the table, with ratios to the floor, replaces the section
-// between the bench-e2e markers of -doc (docs/benchmarks.md).
+// In the same rounds it measures freshness (fresh.go: the load tester, package loadtest, sends
+// at -freshness-rate for -freshness-window through one daemon whose S3 sink flushes on a 5 s
+// interval, and finds every record in S3) and the daemon's shutdown time, from SIGTERM to exit,
+// with an empty buffer and with a full one (-shutdown-records records buffered and not yet
+// uploaded), checking after the latter that every record is in S3 and every shard checkpointed
+// at its last record.
+//
+// It reports and never asserts a time: the tables, with ratios to the floor, replace the section
+// between the bench-e2e markers of -doc (docs/benchmarks.md). A record lost at shutdown is an
+// error.
 package main
 
 import (
@@ -37,7 +45,6 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/shardhose/shardhose/checkpoint"
 	"github.com/shardhose/shardhose/record"
 )
 
@@ -108,9 +115,13 @@ func main() {
 	bin := flag.String("shardhose", "bin/shardhose", "the daemon's binary")
 	floorBin := flag.String("floor", "bin/bench-floor", "the floor's binary")
 	doc := flag.String("doc", "docs/benchmarks.md", "document whose bench-e2e section is replaced")
-	only := flag.String("only", "", "comma-separated variant name prefixes to run (default all)")
+	only := flag.String("only", "", "comma-separated name prefixes of what to run: variants, freshness, shutdown (default all)")
 	idle := flag.String("idle", "", "comma-separated shard counts: measure the daemon on an idle stream of each size instead")
 	window := flag.Duration("idle-window", time.Minute, "how long each idle measurement lasts")
+	var m measures
+	flag.DurationVar(&m.freshWindow, "freshness-window", time.Minute, "how long the freshness load test sends")
+	flag.Float64Var(&m.freshRate, "freshness-rate", 500, "records per second the freshness load test sends")
+	flag.IntVar(&m.shutdownRecords, "shutdown-records", 5000, "records in the buffer when the full-buffer shutdown is measured")
 	flag.Parse()
 	if *idle != "" {
 		if err := idleBench(*idle, *window, *bin, *doc); err != nil {
@@ -119,7 +130,8 @@ func main() {
 		}
 		return
 	}
-	if err := bench(*records, *size, *shards, *rounds, *bin, *floorBin, *doc, *only); err != nil {
+	m.records, m.size, m.shards, m.rounds, m.bin, m.floorBin = *records, *size, *shards, *rounds, *bin, *floorBin
+	if err := bench(m, *doc, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
 		os.Exit(1)
 	}
@@ -174,7 +186,22 @@ func env(name string) (string, error) {
 	return "", fmt.Errorf("%s is not set: run under deploy/local/with-stack.sh", name)
 }
 
-func bench(records, size, shards, rounds int, bin, floorBin, doc, only string) error {
+// measures is what one `make bench-e2e` measures and how.
+type measures struct {
+	records, size, shards, rounds int
+	bin, floorBin                 string
+	freshWindow                   time.Duration
+	freshRate                     float64
+	shutdownRecords               int
+}
+
+// chosenBy reports whether name is selected by -only (comma-separated name prefixes; "" selects all).
+func chosenBy(only, name string) bool {
+	return only == "" || slices.ContainsFunc(strings.Split(only, ","), func(p string) bool { return p != "" && strings.HasPrefix(name, p) })
+}
+
+func bench(m measures, doc, only string) error {
+	records, size, shards, rounds, bin, floorBin := m.records, m.size, m.shards, m.rounds, m.bin, m.floorBin
 	st, err := connect()
 	if err != nil {
 		return err
@@ -187,10 +214,19 @@ func bench(records, size, shards, rounds int, bin, floorBin, doc, only string) e
 	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		return fmt.Errorf("create bucket: %w", err)
 	}
-	fmt.Printf("== loading %d records of %d bytes onto %s (%d shards)\n", records, size, stream, shards)
-	last, err := load(ctx, kin, stream, shards, records, size)
-	if err != nil {
-		return err
+	var chosen []variant
+	for _, v := range variants {
+		if chosenBy(only, v.name) {
+			chosen = append(chosen, v)
+		}
+	}
+	doFresh, doShutdown := chosenBy(only, freshnessName), chosenBy(only, shutdownName)
+	var last map[string]string
+	if len(chosen) > 0 {
+		fmt.Printf("== loading %d records of %d bytes onto %s (%d shards)\n", records, size, stream, shards)
+		if last, err = load(ctx, kin, stream, shards, records, size); err != nil {
+			return err
+		}
 	}
 
 	dir, err := os.MkdirTemp("", "bench-e2e-")
@@ -198,13 +234,15 @@ func bench(records, size, shards, rounds int, bin, floorBin, doc, only string) e
 		return err
 	}
 	defer os.RemoveAll(dir)
-	results := map[string][]run{}
-	var chosen []variant
-	for _, v := range variants {
-		if only == "" || slices.ContainsFunc(strings.Split(only, ","), func(p string) bool { return strings.HasPrefix(v.name, p) }) {
-			chosen = append(chosen, v)
+	lat := latencyBench{st: st, m: m, bucket: bucket, dir: dir, stamp: stamp}
+	if doShutdown {
+		if err := lat.loadShutdownStream(ctx); err != nil {
+			return err
 		}
 	}
+	results := map[string][]run{}
+	var fresh []freshRun
+	var stops []shutdownRun
 	for round := 1; round <= rounds; round++ {
 		for i, v := range chosen {
 			var r run
@@ -214,9 +252,9 @@ func bench(records, size, shards, rounds int, bin, floorBin, doc, only string) e
 				r, err = measure(exec.Command(floorBin, args...), nil)
 			} else {
 				table := fmt.Sprintf("bench-%s-%d-%d", stamp, round, i)
-				cfg := filepath.Join(dir, table+".yaml")
-				if err := os.WriteFile(cfg, []byte(config(kinEP, ddbEP, s3EP, stream, bucket, table, dir, v)), 0o644); err != nil {
-					return err
+				cfg, werr := writeConfig(dir, kinEP, ddbEP, s3EP, daemonConfig{stream: stream, bucket: bucket, table: table, codec: v.codec, json: v.json, bufferMiB: 5, intervalS: 1})
+				if werr != nil {
+					return werr
 				}
 				cmd := exec.Command(bin, "run", "-c", cfg)
 				r, err = measure(cmd, func() error { return drained(ctx, ddb, table, last) })
@@ -228,8 +266,34 @@ func bench(records, size, shards, rounds int, bin, floorBin, doc, only string) e
 				round, v.name, r.cpu.Seconds(), r.wall.Seconds(), r.rssKiB/1024, float64(records)/r.cpu.Seconds(), r.load)
 			results[v.name] = append(results[v.name], r)
 		}
+		if doFresh {
+			f, err := lat.freshness(ctx, round)
+			if err != nil {
+				return fmt.Errorf("round %d, freshness: %w", round, err)
+			}
+			fmt.Printf("round %d  freshness: %s\n", round, f)
+			fresh = append(fresh, f)
+		}
+		if doShutdown {
+			s, err := lat.shutdown(ctx, round)
+			if err != nil {
+				return fmt.Errorf("round %d, shutdown: %w", round, err)
+			}
+			fmt.Printf("round %d  shutdown: %s\n", round, s)
+			stops = append(stops, s)
+		}
 	}
-	return writeDoc(doc, report(chosen, results, records, size, shards, rounds))
+	var body strings.Builder
+	if len(chosen) > 0 {
+		body.WriteString(report(chosen, results, records, size, shards, rounds))
+	}
+	if doFresh {
+		body.WriteString("\n" + freshReport(fresh, m))
+	}
+	if doShutdown {
+		body.WriteString("\n" + shutdownReport(stops, m))
+	}
+	return writeDoc(doc, strings.TrimPrefix(body.String(), "\n"))
 }
 
 // load creates the stream and writes the records with 4 writers, retrying throttled entries,
@@ -329,10 +393,30 @@ func event(i, size int) []byte {
 	return b.Bytes()
 }
 
-func config(kinEP, ddbEP, s3EP, stream, bucket, table, dir string, v variant) string {
-	handlers := ""
-	if v.json {
-		handlers = "processing:\n  handlers:\n    - type: json\n"
+// daemonConfig is what differs between the daemon's runs.
+type daemonConfig struct {
+	stream, bucket string
+	table          string // the lease table; also the S3 prefix (table + "/") and the file names
+	codec          string // the S3 sink's compression
+	json           bool   // the json handler before the sink
+	bufferMiB      int    // buffering_hints.size_in_mbs
+	intervalS      int    // buffering_hints.interval_in_seconds
+	metrics        string // metrics.listen, "" for none
+}
+
+// writeConfig writes the daemon's configuration for c into dir and returns its path.
+func writeConfig(dir, kinEP, ddbEP, s3EP string, c daemonConfig) (string, error) {
+	path := filepath.Join(dir, c.table+".yaml")
+	return path, os.WriteFile(path, []byte(config(kinEP, ddbEP, s3EP, dir, c)), 0o644)
+}
+
+func config(kinEP, ddbEP, s3EP, dir string, c daemonConfig) string {
+	extra := ""
+	if c.json {
+		extra = "processing:\n  handlers:\n    - type: json\n"
+	}
+	if c.metrics != "" {
+		extra += fmt.Sprintf("metrics: {listen: %q}\n", c.metrics)
 	}
 	if v.memoryMBs > 0 {
 		handlers += fmt.Sprintf("memory:\n  limit_mbs: %d\n", v.memoryMBs)
@@ -353,28 +437,21 @@ sinks:
       bucket: %s
       prefix: %s/
       compression: %s
-      buffering_hints: {size_in_mbs: 5, interval_in_seconds: 1}
+      buffering_hints: {size_in_mbs: %d, interval_in_seconds: %d}
 %sdead_letter:
   type: file
   file: {path: %q}
 log: {format: text, level: warn}
-`, kinEP, ddbEP, s3EP, stream, table, bucket, table, v.codec, handlers, filepath.Join(dir, table+"-dead-letters.jsonl"))
+`, kinEP, ddbEP, s3EP, c.stream, c.table, c.bucket, c.table, c.codec, c.bufferMiB, c.intervalS, extra, filepath.Join(dir, c.table+"-dead-letters.jsonl"))
 }
 
 // drained reports nil once every shard of last is checkpointed at (or past) its last record.
 func drained(ctx context.Context, ddb *dynamodb.Client, table string, last map[string]string) error {
-	leases, err := checkpoint.NewTable(ddb, table, "", checkpoint.Options{}).List(ctx)
+	ok, err := checkpointedAtLast(ctx, ddb, table, last)
 	if err != nil {
 		return err
 	}
-	done := 0
-	for _, l := range leases {
-		if want, ok := last[l.ShardID]; ok && !l.Checkpoint.IsZero() &&
-			l.Checkpoint.Compare(record.Position{SequenceNumber: want, SubSequenceNumber: 0}) >= 0 {
-			done++
-		}
-	}
-	if done < len(last) {
+	if !ok {
 		return errNotYet
 	}
 	return nil
