@@ -252,7 +252,7 @@ func bench(m measures, doc, only string) error {
 				r, err = measure(exec.Command(floorBin, args...), nil)
 			} else {
 				table := fmt.Sprintf("bench-%s-%d-%d", stamp, round, i)
-				cfg, werr := writeConfig(dir, kinEP, ddbEP, s3EP, daemonConfig{stream: stream, bucket: bucket, table: table, codec: v.codec, json: v.json, bufferMiB: 5, intervalS: 1})
+				cfg, werr := writeConfig(dir, kinEP, ddbEP, s3EP, daemonConfig{stream: stream, bucket: bucket, table: table, codec: v.codec, json: v.json, bufferMiB: 5, intervalS: 1, memoryMBs: v.memoryMBs})
 				if werr != nil {
 					return werr
 				}
@@ -402,6 +402,7 @@ type daemonConfig struct {
 	bufferMiB      int    // buffering_hints.size_in_mbs
 	intervalS      int    // buffering_hints.interval_in_seconds
 	metrics        string // metrics.listen, "" for none
+	memoryMBs      int    // memory.limit_mbs, 0 for none
 }
 
 // writeConfig writes the daemon's configuration for c into dir and returns its path.
@@ -418,8 +419,8 @@ func config(kinEP, ddbEP, s3EP, dir string, c daemonConfig) string {
 	if c.metrics != "" {
 		extra += fmt.Sprintf("metrics: {listen: %q}\n", c.metrics)
 	}
-	if v.memoryMBs > 0 {
-		handlers += fmt.Sprintf("memory:\n  limit_mbs: %d\n", v.memoryMBs)
+	if c.memoryMBs > 0 {
+		extra += fmt.Sprintf("memory:\n  limit_mbs: %d\n", c.memoryMBs)
 	}
 	return fmt.Sprintf(`aws:
   region: us-east-1
