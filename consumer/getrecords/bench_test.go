@@ -13,22 +13,32 @@ import (
 )
 
 // BenchmarkGetRecords decodes one 10,000-record response of 1 KiB records per operation through
-// a whole client call (signing, middleware, decoding), with the SDK's decoder and with Protocol.
+// a whole client call (signing, middleware, decoding), with the SDK's decoder, with Protocol, and
+// with CBORProtocol on the same records in CBOR, Data as byte strings (the Java SDK's
+// convention) and as base64 text (what kinesalite and kinesis-mock send).
 // The HTTP client hands over a canned body, so the figures are the client's CPU alone. Metrics:
 // records per CPU-second of the process (user + system, garbage collection included, so a loaded
 // machine's waiting does not count), B/record and allocs/record (allocated, not retained).
 func BenchmarkGetRecords(b *testing.B) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	const n = 10000
-	body := response(records(rng, n, 1024), aws.String("AAAAAAAAAAF"), aws.Int64(1000), nil)
-	h := &cannedHTTP{status: 200, body: body}
-	sdk, fast := clients(h)
+	recs := records(rng, n, 1024)
+	body := response(recs, aws.String("AAAAAAAAAAF"), aws.Int64(1000), nil)
+	sdk, fast := clients(&cannedHTTP{status: 200, body: body})
+	it := aws.String("AAAAAAAAAAF")
+	cborBody := cborResponse(recs, it, aws.Int64(1000), false)
+	cborText := cborResponse(recs, it, aws.Int64(1000), true)
 	for _, c := range []struct {
 		name   string
 		client interface {
 			GetRecords(context.Context, *kinesis.GetRecordsInput, ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
 		}
-	}{{"sdk", sdk}, {"fast", fast}} {
+	}{
+		{"sdk", sdk},
+		{"fast", fast},
+		{"cbor", cborClient(&cannedHTTP{status: 200, header: cborHeader, body: cborBody})},
+		{"cbor-base64-text", cborClient(&cannedHTTP{status: 200, header: cborHeader, body: cborText})},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
 			var before, after runtime.MemStats

@@ -332,9 +332,17 @@ func (d *decoder) blob(r *types.Record) bool {
 	if end < 0 {
 		return false
 	}
-	src := d.b[d.i : d.i+end]
-	// A multiple of 4 with no line breaks (which base64 would skip but JSON forbids raw) is
-	// the only form taken here; escapes and other bytes fail the base64 decode below.
+	// Escapes and other bytes that are not base64 fail the decode.
+	if !d.base64(r, d.b[d.i:d.i+end]) {
+		return false
+	}
+	d.i += end + 1
+	return true
+}
+
+// base64 decodes src into the response's data buffer as r's Data. Only a multiple of 4 with no
+// line breaks (which base64 would skip) is taken.
+func (d *decoder) base64(r *types.Record, src []byte) bool {
 	if len(src)%4 != 0 {
 		return false
 	}
@@ -346,7 +354,7 @@ func (d *decoder) blob(r *types.Record) bool {
 		}
 	}
 	off := len(d.data)
-	if cap(d.data)-off < want {
+	if cap(d.data)-off < len(src)/4*3 {
 		return false
 	}
 	n, err := base64.StdEncoding.Decode(d.data[off:cap(d.data)], src)
@@ -355,7 +363,6 @@ func (d *decoder) blob(r *types.Record) bool {
 	}
 	d.data = d.data[:off+n]
 	r.Data = d.data[off : off+n : off+n]
-	d.i += end + 1
 	return true
 }
 

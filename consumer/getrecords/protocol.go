@@ -8,6 +8,10 @@
 // strings); every other operation, every error response (throttling, expired iterators, ...)
 // and every response outside the shape Kinesis sends goes to the wrapped protocol unchanged.
 // Signing, retries, endpoints and error types stay the SDK's.
+//
+// CBORProtocol does the same for GetRecords in CBOR, the protocol the AWS SDK for Java speaks to
+// Kinesis. It is measured in docs/benchmarks.md and not used by the daemon: how Kinesis writes
+// its fields in CBOR cannot be checked against the real service here.
 package getrecords
 
 import (
@@ -66,6 +70,22 @@ func (p *Protocol) DeserializeResponse(ctx context.Context, schema *smithy.Opera
 	if !ok || resp.StatusCode < 200 || resp.StatusCode >= 300 || schema.IsOutputEventStream() {
 		return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
 	}
+	return p.withBody(ctx, resp, func(body []byte) error {
+		if decode(body, gro) {
+			return nil
+		}
+		// Outside the fast path's shape: the SDK decodes the same bytes, and its answer stands.
+		*gro = kinesis.GetRecordsOutput{}
+		orig := resp.Body
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		defer func() { resp.Body = orig }()
+		return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
+	})
+}
+
+// withBody reads resp's body into one of the response buffers (waiting for a free one, or for
+// ctx) and calls decode with it unless it is empty; the buffer is free again once decode returns.
+func (p *Protocol) withBody(ctx context.Context, resp *smithyhttp.Response, decode func(body []byte) error) error {
 	var buf []byte
 	select {
 	case buf = <-p.bodies:
@@ -80,15 +100,7 @@ func (p *Protocol) DeserializeResponse(ctx context.Context, schema *smithy.Opera
 	if len(body) == 0 {
 		return nil
 	}
-	if decode(body, gro) {
-		return nil
-	}
-	// Outside the fast path's shape: the SDK decodes the same bytes, and its answer stands.
-	*gro = kinesis.GetRecordsOutput{}
-	orig := resp.Body
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	defer func() { resp.Body = orig }()
-	return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
+	return decode(body)
 }
 
 // maxPresize bounds the buffer allocated up front from Content-Length: a GetRecords response

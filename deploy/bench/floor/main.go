@@ -1,8 +1,8 @@
 // Command floor is the baseline of `make bench-e2e`: a plain GetRecords loop over every shard of
 // a stream, from TRIM_HORIZON, that stops once it has read -records records. It does nothing with
 // the records but, with -codec, compress their data (to nowhere), so its CPU is the least any
-// consumer of the same records pays. -decoder picks the SDK's response decoder or
-// consumer/getrecords.
+// consumer of the same records pays. -decoder picks the SDK's response decoder,
+// consumer/getrecords's JSON decoder, or its CBOR protocol (GetRecords in CBOR).
 package main
 
 import (
@@ -31,7 +31,7 @@ func main() {
 	endpoint := flag.String("endpoint", "", "Kinesis endpoint URL")
 	stream := flag.String("stream", "", "stream name")
 	want := flag.Int64("records", 0, "stop after reading this many records")
-	decoder := flag.String("decoder", "sdk", "response decoder: sdk or getrecords")
+	decoder := flag.String("decoder", "sdk", "response decoder: sdk, getrecords (JSON) or cbor (GetRecords in CBOR)")
 	codec := flag.String("codec", "none", "compress the data read: none, gzip, zstd or snappy")
 	flag.Parse()
 	if err := run(*endpoint, *stream, *want, *decoder, *codec); err != nil {
@@ -49,8 +49,10 @@ func run(endpoint, stream string, want int64, decoder, codec string) error {
 	case "sdk":
 	case "getrecords":
 		opts = append(opts, getrecords.WithProtocol(getrecords.DefaultBodies))
+	case "cbor":
+		opts = append(opts, getrecords.WithCBORProtocol(getrecords.DefaultBodies))
 	default:
-		return fmt.Errorf("-decoder %q: allowed sdk or getrecords", decoder)
+		return fmt.Errorf("-decoder %q: allowed sdk, getrecords or cbor", decoder)
 	}
 	newWriter, err := compressor(codec)
 	if err != nil {
