@@ -63,7 +63,7 @@ FUZZFLAGS ?=
 # Every fuzz target, as package:Function; `make fuzz` runs them one after another.
 FUZZ_TARGETS := ./config:FuzzLoad ./sinks/s3/prefix:FuzzParse ./process/eventfilter:FuzzCompileAndMatch \
 	./consumer/kpl:FuzzDeaggregate ./sinks/http:FuzzCheckResponse ./sinks/opensearch:FuzzBulkResponse \
-	./dlq:FuzzParseMessage ./consumer/getrecords:FuzzSameAsSDK ./process:FuzzJSONValidatorAgreesWithEncodingJSON
+	./dlq:FuzzParseMessage ./consumer/getrecords:FuzzSameAsSDK ./consumer/getrecords:FuzzCBOR ./process:FuzzJSONValidatorAgreesWithEncodingJSON
 
 .PHONY: build image local-up local-down local-status test test-race test-unit fuzz demo demo-load bench bench-e2e bench-idle clean
 
