@@ -15,8 +15,8 @@ import (
 // whether it could. It takes only the shape Kinesis sends: one object with the keys Records,
 // NextShardIterator and MillisBehindLatest, each at most once and never null; records with the
 // keys Data, PartitionKey, SequenceNumber, ApproximateArrivalTimestamp and EncryptionType;
-// strings without escapes; numbers in JSON's grammar. Anything else (ChildShards, unknown or repeated
-// keys, nulls, escapes, exponents, invalid base64 or JSON) makes it return false, and the caller
+// strings without escapes; numbers in JSON's grammar; "ChildShards":null at most once. Anything else
+// (ChildShards with a value, unknown or repeated keys, other nulls, escapes, exponents, invalid base64 or JSON) makes it return false, and the caller
 // decodes the same bytes with the SDK's decoder instead, so what comes out is always what the
 // SDK would have produced.
 //
@@ -59,6 +59,15 @@ func (d *decoder) byte(c byte) bool {
 }
 
 // peek returns the next byte after whitespace, or 0 at the end.
+// null consumes the literal null.
+func (d *decoder) null() bool {
+	if !bytes.HasPrefix(d.b[d.i:], []byte("null")) {
+		return false
+	}
+	d.i += 4
+	return true
+}
+
 func (d *decoder) peek() byte {
 	d.ws()
 	if d.i < len(d.b) {
@@ -150,7 +159,7 @@ func (d *decoder) response(out *kinesis.GetRecordsOutput) bool {
 	if !d.byte('{') {
 		return false
 	}
-	var seenRecords, seenIterator, seenMillis bool
+	var seenRecords, seenIterator, seenMillis, seenChildShards bool
 	if d.peek() == '}' {
 		d.i++
 	} else {
@@ -159,10 +168,19 @@ func (d *decoder) response(out *kinesis.GetRecordsOutput) bool {
 			if !ok || !d.byte(':') {
 				return false
 			}
-			if d.peek() == 'n' {
-				return false // null: the SDK skips it; leave that to the SDK
+			null := d.peek() == 'n'
+			if null && (string(key) != "ChildShards" || seenChildShards) {
+				return false // other nulls: the SDK skips them; leave that to the SDK
 			}
 			switch string(key) {
+			case "ChildShards":
+				// kinesis-local sends "ChildShards":null on every read; the SDK leaves the field
+				// nil, as the zero output already has it. ChildShards with a value (a shard's
+				// end) is the SDK's to decode.
+				if !null || !d.null() {
+					return false
+				}
+				seenChildShards = true
 			case "Records":
 				if seenRecords || !d.records(out) {
 					return false

@@ -15,6 +15,7 @@ import (
 func FuzzSameAsSDK(f *testing.F) {
 	f.Add(200, []byte(`{"Records":[{"Data":"AQID","PartitionKey":"p","SequenceNumber":"1","ApproximateArrivalTimestamp":1700000000.123,"EncryptionType":"KMS"}],"NextShardIterator":"AAAA","MillisBehindLatest":0}`))
 	f.Add(400, []byte(`{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded"}`))
+	f.Add(200, []byte(`{"Records":[{"Data":"AQID","PartitionKey":"p","SequenceNumber":"1"}],"NextShardIterator":"AAAA","MillisBehindLatest":0,"ChildShards":null}`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		if status < 100 || status > 599 {
 			status = 200
