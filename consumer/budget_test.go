@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
 )
@@ -250,6 +252,91 @@ func TestMemoryBudgetBoundsManyShardsAndFlushesBuffersThatHoldIt(t *testing.T) {
 		a.stop(t)
 		if used := budget.Used(); used != 0 {
 			t.Errorf("after the drain the budget still counts %d bytes held", used)
+		}
+	})
+}
+
+// downSink takes records and never acknowledges them: a destination that is down. Flush waits
+// for delivery, so it returns only with ctx's error.
+type downSink struct{ writes atomic.Int64 }
+
+func (s *downSink) Name() string { return "down" }
+func (s *downSink) Write(_ context.Context, recs []record.Record, _ func()) error {
+	s.writes.Add(int64(len(recs)))
+	return nil
+}
+func (s *downSink) Flush(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+func (s *downSink) Close(ctx context.Context) error { return nil }
+
+// countingStream counts GetRecords calls and the records they returned.
+type countingStream struct {
+	*memStream
+	calls, records atomic.Int64
+}
+
+func (c *countingStream) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, o ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
+	out, err := c.memStream.GetRecords(ctx, in, o...)
+	c.calls.Add(1)
+	if out != nil {
+		c.records.Add(int64(len(out.Records)))
+	}
+	return out, err
+}
+
+// TestMemoryBudgetHoldsDuringASinkOutage: with the only sink down, 256 shards stop reading once
+// the budget is full, whatever the per-shard cap allows, and stay stopped: what is read and held
+// never passes the budget, however long the outage lasts.
+func TestMemoryBudgetHoldsDuringASinkOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const shards = 256
+		st := &memStream{}
+		for i := range shards {
+			id := fmt.Sprintf("shard-%04d", i)
+			st.addShard(id)
+			st.put(id, 1000)
+		}
+		cs := &countingStream{memStream: st}
+		m := newMemLeases()
+		budget := NewMemoryBudget(10000, 500)
+		sink := &downSink{}
+		opts := leaseTestOptions("a", st, m)
+		opts.Kinesis = cs
+		opts.Sinks = []sinks.Sink{sink}
+		opts.Memory = budget
+		opts.Batching.MaxInFlightRecords = 100000
+		a := runConsumer(t, opts)
+		withinVirtual(t, 30*time.Second, "all shards held", func() bool { return len(a.c.Held()) == shards })
+		// Let the outage last: many poll intervals and pressure flushes.
+		time.Sleep(2 * time.Minute)
+		read := cs.records.Load()
+		if read > budget.Limit() { // 1-byte records: records read = bytes held
+			t.Errorf("read %d bytes during the outage, more than the budget of %d", read, budget.Limit())
+		}
+		if read == 0 {
+			t.Fatal("nothing was read")
+		}
+		if used := budget.Used(); used > budget.Limit() {
+			t.Errorf("the budget counts %d bytes held, more than its limit %d", used, budget.Limit())
+		}
+		calls := cs.calls.Load()
+		time.Sleep(time.Minute)
+		if more := cs.calls.Load() - calls; more != 0 {
+			t.Errorf("%d more GetRecords calls in a minute of the outage with the budget full; reading should wait for room", more)
+		}
+		if got := sink.writes.Load(); got != read {
+			t.Errorf("the sink got %d records of the %d read", got, read)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		var de *DrainError
+		if err := a.c.Shutdown(ctx); !errors.As(err, &de) {
+			t.Errorf("shutdown during the outage returned %v, want a DrainError naming what was left", err)
+		}
+		<-a.done
+		for i := range shards {
+			if l, _ := m.get(fmt.Sprintf("shard-%04d", i)); !l.Checkpoint.IsZero() {
+				t.Fatalf("shard %d checkpointed at %s although nothing was acknowledged", i, l.Checkpoint)
+			}
 		}
 	})
 }
