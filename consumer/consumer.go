@@ -22,6 +22,7 @@ import (
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
@@ -116,9 +117,9 @@ type Consumer struct {
 	stalls   stallWatch      // used by the Run goroutine only
 
 	// tableHealth and streamHealth report failed calls to the lease table and the stream
-	// without flooding the log (see outageLog).
-	tableHealth  *outageLog
-	streamHealth *outageLog
+	// without flooding the log (internal/outage); every shard's calls report to the same two.
+	tableHealth  *outage.Reporter
+	streamHealth *outage.Reporter
 
 	// Events from shard workers for the Run goroutine: an unbounded queue, so that posting
 	// never blocks (see post).
@@ -167,8 +168,8 @@ func New(opts Options) (*Consumer, error) {
 		shutdownDone: make(chan error, 1),
 		runDone:      make(chan struct{}),
 	}
-	c.tableHealth = newOutageLog(c.log, opts.Clock, "lease table")
-	c.streamHealth = newOutageLog(c.log, opts.Clock, "stream")
+	c.tableHealth = outage.New(outage.Options{Dependency: "dynamodb", Resource: opts.Leases.Table, Logger: c.log, Clock: opts.Clock})
+	c.streamHealth = outage.New(outage.Options{Dependency: "kinesis", Resource: c.streamName, Logger: c.log, Clock: opts.Clock})
 	for _, sk := range opts.Sinks {
 		if eo, ok := sk.(sinks.ExactlyOnce); ok && eo.ExactlyOnce() {
 			c.exactly = append(c.exactly, eo)

@@ -221,24 +221,24 @@ func (c *Consumer) renewAll(ctx context.Context) {
 				if ctx.Err() == nil {
 					err := fmt.Errorf("%w: the renewal pass ran out of time before this lease's turn", errTableTimeout)
 					w.lease.writeFailed(err)
-					c.tableFailed("renew", "lease renewal failed; will retry", err, "shard", w.shardID)
+					c.tableFailed("renew", err, "shard", w.shardID)
 				}
 				return
 			}
 			claim, err := w.lease.renew(passCtx, c.opts.Table)
 			switch {
 			case errors.Is(err, checkpoint.ErrLeaseLost):
-				c.tableHealth.ok()
+				c.tableHealth.Succeeded()
 				c.log.Warn("lease lost: another worker holds it now; stopping the shard", "shard", w.shardID)
 				c.post(workerEvent{w.shardID, "lease lost"})
 			case errors.Is(err, errLeaseGone):
 				// released or lost already; the worker reports itself.
 			case err != nil:
 				if ctx.Err() == nil {
-					c.tableFailed("renew", "lease renewal failed; will retry", err, "shard", w.shardID)
+					c.tableFailed("renew", err, "shard", w.shardID)
 				}
 			default:
-				c.tableHealth.ok()
+				c.tableHealth.Succeeded()
 				if claim != "" && claim != c.opts.WorkerID && w.startHandOff() {
 					c.log.Info("lease claimed by another worker; handing it over", "shard", w.shardID, "claimant", claim)
 					go c.handOff(ctx, w)
@@ -248,6 +248,13 @@ func (c *Consumer) renewAll(ctx context.Context) {
 	}
 	wg.Wait()
 	c.checkStalls(ctx, workers)
+}
+
+// tableFailed reports a failed lease table call: to the table's outage reporter and to the
+// hooks (hooks.LeaseTableFailed), with operation: renew, checkpoint, take, create, list.
+func (c *Consumer) tableFailed(operation string, err error, attrs ...any) {
+	c.tableHealth.Failed(err, append([]any{"operation", operation}, attrs...)...)
+	hooks.Each(c.opts.Hooks, func(h hooks.LeaseTableFailed) { h.OnLeaseTableFailed(operation, err) })
 }
 
 // stallWatch remembers, per shard worker, since when its shard has made no progress.
@@ -356,11 +363,11 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		out, err := c.opts.Kinesis.ListShards(ctx, in)
 		if err != nil {
 			if ctx.Err() == nil {
-				c.streamHealth.failed("listing the stream's shards failed; will retry", err)
+				c.streamHealth.Failed(err, "operation", "ListShards")
 			}
 			return err
 		}
-		c.streamHealth.ok()
+		c.streamHealth.Succeeded()
 		for _, s := range out.Shards {
 			si := shardInfo{id: aws.ToString(s.ShardId)}
 			if p := aws.ToString(s.ParentShardId); p != "" {
@@ -394,7 +401,7 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		err := c.tableCall(ctx, func(ctx context.Context) error { return c.opts.Table.CreateIfAbsent(ctx, s.id, s.parents) })
 		if err != nil {
 			if ctx.Err() == nil {
-				c.tableFailed("create", "creating the lease of a new shard failed; will retry", err, "shard", s.id)
+				c.tableFailed("create", err, "shard", s.id)
 			}
 			return err
 		}
@@ -417,11 +424,11 @@ func (c *Consumer) balance(ctx context.Context) {
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			c.tableFailed("list", "reading the lease table failed; will retry", err)
+			c.tableFailed("list", err)
 		}
 		return
 	}
-	c.tableHealth.ok()
+	c.tableHealth.Succeeded()
 	c.expiry.Observe(leases)
 	c.mu.Lock()
 	inStream := c.inStream
@@ -536,7 +543,7 @@ func (c *Consumer) balance(ctx context.Context) {
 		})
 		if err != nil {
 			if !errors.Is(err, checkpoint.ErrLeaseLost) && ctx.Err() == nil {
-				c.tableFailed("take", "taking a lease failed; will retry", err, "shard", l.ShardID)
+				c.tableFailed("take", err, "shard", l.ShardID)
 			}
 			if errors.Is(err, errTableTimeout) {
 				return // the table does not answer: try again next pass, not once per lease

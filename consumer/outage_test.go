@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shardhose/shardhose/checkpoint"
+	"github.com/shardhose/shardhose/internal/outage"
 )
 
 // logCapture is a slog.Handler that keeps every record, for tests that assert what is logged.
@@ -92,16 +93,16 @@ func TestFrozenLeaseTableIsLoggedPromptlyAtABoundedRateAndRecoveryOnce(t *testin
 		table.freeze()
 		took := withinVirtual(t, 2*vRenewInterval, "the renewal failure logged", func() bool {
 			for _, l := range logs.since(frozen) {
-				if l.level == slog.LevelWarn && strings.Contains(l.msg, "renewal failed") && l.attrs["error"] != "" {
+				if l.level == slog.LevelWarn && l.msg == outage.MsgFailing && l.attrs["dependency"] == "dynamodb" && l.attrs["error"] != "" {
 					return true
 				}
 			}
 			return false
 		})
-		t.Logf("first renewal failure logged %s after the table froze", took)
+		t.Logf("first lease table failure logged %s after the table froze", took)
 
-		const outage = 60 * time.Second
-		time.Sleep(outage - took)
+		const outageFor = 60 * time.Second
+		time.Sleep(outageFor - took)
 		lines := logs.since(frozen)
 		gaveUp := false
 		failures := 0
@@ -119,11 +120,11 @@ func TestFrozenLeaseTableIsLoggedPromptlyAtABoundedRateAndRecoveryOnce(t *testin
 		if !gaveUp {
 			t.Errorf("no line says the lease was given up because the lease table could not be reached; logged:\n%s", joinLines(lines))
 		}
-		// The first failure, then at most one line per outageRepeat.
-		if limit := 1 + int(outage/outageRepeat) + 1; failures > limit {
-			t.Errorf("%d failure lines in a %s outage, want at most %d; logged:\n%s", failures, outage, limit, joinLines(lines))
+		// The first failure, then at most one line per outage.DefaultEvery.
+		if limit := 1 + int(outageFor/outage.DefaultEvery) + 1; failures > limit {
+			t.Errorf("%d failure lines in a %s outage, want at most %d; logged:\n%s", failures, outageFor, limit, joinLines(lines))
 		}
-		t.Logf("%d failure lines in a %s outage:\n%s", failures, outage, joinLines(lines))
+		t.Logf("%d failure lines in a %s outage:\n%s", failures, outageFor, joinLines(lines))
 
 		thawed := time.Now()
 		table.unfreeze()
@@ -135,7 +136,7 @@ func TestFrozenLeaseTableIsLoggedPromptlyAtABoundedRateAndRecoveryOnce(t *testin
 		time.Sleep(10 * vRenewInterval)
 		recovered := 0
 		for _, l := range logs.since(thawed) {
-			if strings.Contains(l.msg, "reachable again") {
+			if l.msg == outage.MsgRecovered && l.attrs["dependency"] == "dynamodb" {
 				recovered++
 			}
 		}

@@ -50,7 +50,7 @@ type shardReader struct {
 	shardID      string
 	clock        clock.Clock
 	log          *slog.Logger
-	health       *outageLog // the stream's outages, shared by every shard's reader; nil logs none
+	health       *outage.Reporter // the stream's outages, shared by every shard's reader; nil logs none
 	hooks        hooks.Set
 	pollInterval time.Duration
 	// maxIdlePoll bounds the wait after consecutive empty reads of a caught-up shard: the wait
@@ -130,7 +130,7 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 				hooks.Each(r.hooks, func(h hooks.ThrottledRead) { h.OnThrottledRead(r.streamName, r.shardID) })
 				r.log.Debug("GetRecords throttled", "shard", r.shardID)
 			default:
-				r.health.failed("GetRecords failed; will retry", err, "shard", r.shardID, "sdk_attempts", outage.Attempts(err))
+				r.health.Failed(err, "operation", "GetRecords", "shard", r.shardID)
 				r.log.Debug("GetRecords failed; retrying", "shard", r.shardID, "attempt", failures, "sdk_attempts", outage.Attempts(err), "error", err)
 			}
 			if err := clock.Sleep(ctx, r.clock, r.backoff.Delay(failures)); err != nil {
@@ -139,7 +139,7 @@ func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ct
 			continue
 		}
 		failures = 0
-		r.health.ok()
+		r.health.Succeeded()
 
 		recs, bytes := r.convert(out.Records, done)
 		r.account.settle(reserved, int64(bytes))
@@ -247,7 +247,7 @@ func (r *shardReader) iterator(ctx context.Context, start startPosition, done re
 	_, err := retry.Do(ctx, r.clock, r.backoff, func(ctx context.Context, _ int) error {
 		out, err := r.api.GetShardIterator(ctx, in)
 		if err != nil && ctx.Err() == nil {
-			r.health.failed("GetShardIterator failed; will retry", err, "shard", r.shardID, "sdk_attempts", outage.Attempts(err))
+			r.health.Failed(err, "operation", "GetShardIterator", "shard", r.shardID)
 		}
 		if err != nil {
 			var notFound *types.ResourceNotFoundException
@@ -257,7 +257,7 @@ func (r *shardReader) iterator(ctx context.Context, start startPosition, done re
 			}
 			return err
 		}
-		r.health.ok()
+		r.health.Succeeded()
 		it = out.ShardIterator
 		return nil
 	}, func(attempt int, err error, wait time.Duration) {

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks/sinktest"
@@ -71,15 +72,16 @@ func TestReaderReportsAStreamOutageOnce(t *testing.T) {
 			api: &failingStream{fail: fail}, streamName: "orders", shardID: "shardId-000000000001",
 			clock: clock.Real(), log: log, pollInterval: time.Second, limit: 100,
 			backoff: retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2},
-			health:  newOutageLog(log, clock.Real(), "stream"),
+			health:  outage.New(outage.Options{Dependency: "kinesis", Resource: "orders", Logger: log}),
 		}
 		ended, err := r.run(t.Context(), startPosition{}, func(context.Context, []record.Record) error { return nil })
 		if err != nil || !ended {
 			t.Fatalf("run = %v, %v; want the shard's end", ended, err)
 		}
 		got := jsonLines(t, logs.String())
-		if len(got) != 2 || got[0]["msg"] != "GetRecords failed; will retry" || got[0]["level"] != "WARN" || got[0]["shard"] != "shardId-000000000001" ||
-			got[1]["msg"] != "stream reachable again" || got[1]["failures"] != 6.0 {
+		if len(got) != 2 || got[0]["msg"] != outage.MsgFailing || got[0]["level"] != "WARN" || got[0]["shard"] != "shardId-000000000001" ||
+			got[0]["operation"] != "GetRecords" || got[0]["dependency"] != "kinesis" ||
+			got[1]["msg"] != outage.MsgRecovered || got[1]["failures"] != 6.0 {
 			t.Fatalf("logged %v; want one line for the first failed read naming the shard, then one recovery after 6 failures", got)
 		}
 	})

@@ -500,10 +500,10 @@ func (w *shardWorker) writeCheckpoint(ctx context.Context) {
 	case errors.Is(err, errLeaseGone):
 	case err != nil:
 		if ctx.Err() == nil {
-			w.c.tableFailed("checkpoint", "checkpoint failed; will retry", err, "shard", w.shardID)
+			w.c.tableFailed("checkpoint", err, "shard", w.shardID)
 		}
 	case wrote:
-		w.c.tableHealth.ok()
+		w.c.tableHealth.Succeeded()
 		w.c.log.Debug("checkpointed", "shard", w.shardID, "position", pos.String())
 		hooks.Each(w.c.opts.Hooks, func(h hooks.Checkpointed) {
 			h.OnCheckpoint(w.c.streamName, w.shardID, pos.SequenceNumber, pos.SubSequenceNumber)

@@ -5,19 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/testenv"
 )
-
-// leaseTableFailureLines are the messages of the lease loop's failure reports (see
-// consumer/outage.go): the first failure of each kind, and the bounded repeats.
-var leaseTableFailureLines = []string{
-	"lease renewal failed; will retry",
-	"checkpoint failed; will retry",
-	"reading the lease table failed; will retry",
-	"taking a lease failed; will retry",
-	"creating the lease of a new shard failed; will retry",
-	"lease table still failing; will retry",
-}
 
 // TestLeaseTableFrozenIsLoggedWithinSecondsAndRecoveryOnce freezes DynamoDB (SIGSTOP of a
 // private dynalite) under a running worker while records flow. The worker must log the failed
@@ -42,10 +32,14 @@ func TestLeaseTableFrozenIsLoggedWithinSecondsAndRecoveryOnce(t *testing.T) {
 			dyn.Thaw()
 		}
 	}()
-	waitFor(t, 10*time.Second, "the failed renewal logged", func() (bool, string) {
-		return d.logCount("lease renewal failed; will retry") > 0, "not yet"
+	waitFor(t, 10*time.Second, "the lease table's outage logged", func() (bool, string) {
+		return d.outageCount(t, "dynamodb", outage.MsgFailing) > 0, "not yet"
 	})
-	t.Logf("renewal failure logged %s after DynamoDB froze", secs(time.Since(frozen)))
+	first := d.outageLines(t, "dynamodb")[0]
+	if first["level"] != "WARN" || first["resource"] != s.table || first["operation"] == nil || first["error"] == nil {
+		t.Errorf("first outage line %v: want a WARN naming the table %s, the operation and the error", first, s.table)
+	}
+	t.Logf("lease table failure (%v) logged %s after DynamoDB froze", first["operation"], secs(time.Since(frozen)))
 	waitFor(t, 10*time.Second, "a lease given up as unreachable", func() (bool, string) {
 		for _, l := range d.lines() {
 			if strings.HasPrefix(l.Msg, "giving up the lease: the lease table could not be reached") {
@@ -54,15 +48,12 @@ func TestLeaseTableFrozenIsLoggedWithinSecondsAndRecoveryOnce(t *testing.T) {
 		}
 		return false, "no 'giving up the lease' line"
 	})
-	const outage = 15 * time.Second
-	time.Sleep(outage - time.Since(frozen))
-	failures := 0
-	for _, msg := range leaseTableFailureLines {
-		failures += d.logCount(msg)
-	}
+	const outageFor = 15 * time.Second
+	time.Sleep(outageFor - time.Since(frozen))
+	failures := d.outageCount(t, "dynamodb", outage.MsgFailing) + d.outageCount(t, "dynamodb", outage.MsgStillFailing)
 	// One outage of 15 s: its first failure, and no repeat before 30 s.
 	if failures > 1 {
-		t.Errorf("%d lease-table failure lines in a %s outage, want 1 (repeats at most every 30s)", failures, outage)
+		t.Errorf("%d lease-table failure lines in a %s outage, want 1 (repeats at most every 30s)", failures, outageFor)
 	}
 	for _, l := range d.lines() {
 		if strings.Contains(l.Msg, "another worker") {
@@ -74,12 +65,12 @@ func TestLeaseTableFrozenIsLoggedWithinSecondsAndRecoveryOnce(t *testing.T) {
 	thawed = true
 	back := time.Now()
 	waitFor(t, 15*time.Second, "recovery logged", func() (bool, string) {
-		return d.logCount("lease table reachable again") > 0, "not yet"
+		return d.outageCount(t, "dynamodb", outage.MsgRecovered) > 0, "not yet"
 	})
 	t.Logf("recovery logged %s after DynamoDB resumed", secs(time.Since(back)))
 	s.waitBalanced(t, 15*time.Second, []string{"frozen-a"}, []int{2})
 	time.Sleep(3 * fleetRenewInterval)
-	if n := d.logCount("lease table reachable again"); n != 1 {
+	if n := d.outageCount(t, "dynamodb", outage.MsgRecovered); n != 1 {
 		t.Errorf("recovery logged %d times, want once", n)
 	}
 	d.stop(t, "frozen-a")

@@ -81,6 +81,18 @@ func (d *daemon) outageLines(t *testing.T, dependency string) []map[string]any {
 	return out
 }
 
+// outageCount counts the daemon's outage lines about dependency with message msg.
+func (d *daemon) outageCount(t *testing.T, dependency, msg string) int {
+	t.Helper()
+	n := 0
+	for _, l := range d.outageLines(t, dependency) {
+		if l["msg"] == msg {
+			n++
+		}
+	}
+	return n
+}
+
 // startFlowing puts recs, starts a daemon with short aws.timeouts, and waits until recs are
 // delivered and checkpointed.
 func (s *e2eStack) startFlowing(t *testing.T, recs []testenv.Rec) (*daemon, []testenv.Put) {
@@ -192,33 +204,28 @@ func TestStreamFreezeIsLoggedWithinSeconds(t *testing.T) {
 
 	frozenAt := time.Now()
 	kin.Freeze()
-	const failing, recovered = "GetRecords failed; will retry", "stream reachable again"
+	const failing, recovered = outage.MsgFailing, outage.MsgRecovered
 	waitFor(t, 10*time.Second, "the stream's outage in the log", func() (bool, string) {
-		return d.logCount(failing) > 0, "no line yet"
+		return d.outageCount(t, "kinesis", failing) > 0, "no line yet"
 	})
-	var line map[string]any
-	for _, r := range d.records(t) {
-		if r["msg"] == failing {
-			line = r
-			break
-		}
-	}
-	if line["level"] != "WARN" || line["shard"] != puts[0].ShardID || !strings.Contains(fmt.Sprint(line["error"]), "aws.timeouts.read") {
-		t.Fatalf("first outage line %v: want a WARN naming shard %s and aws.timeouts.read", line, puts[0].ShardID)
+	line := d.outageLines(t, "kinesis")[0]
+	if line["msg"] != failing || line["level"] != "WARN" || line["resource"] != s.stream || line["operation"] != "GetRecords" ||
+		line["shard"] != puts[0].ShardID || !strings.Contains(fmt.Sprint(line["error"]), "aws.timeouts.read") {
+		t.Fatalf("first outage line %v: want a WARN %q about GetRecords of stream %s naming shard %s and aws.timeouts.read", line, failing, s.stream, puts[0].ShardID)
 	}
 	t.Logf("stream outage logged %.1fs after the freeze: %v", time.Since(frozenAt).Seconds(), line)
 
 	kin.Thaw()
 	waitFor(t, 60*time.Second, "the stream's recovery in the log", func() (bool, string) {
-		return d.logCount(recovered) > 0, "not yet"
+		return d.outageCount(t, "kinesis", recovered) > 0, "not yet"
 	})
-	if n := d.logCount(failing); n != 1 {
+	if n := d.outageCount(t, "kinesis", failing); n != 1 {
 		t.Errorf("%d lines %q for one short outage, want 1", n, failing)
 	}
 	after := makeRecords(100, 100)
 	testenv.PutRecords(t, s.kin, s.stream, after)
 	s.deliveredThenStop(t, d, append(first, after...))
-	if n := d.logCount(recovered); n != 1 {
+	if n := d.outageCount(t, "kinesis", recovered); n != 1 {
 		t.Errorf("%d recovery lines, want 1", n)
 	}
 }

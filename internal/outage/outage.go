@@ -2,9 +2,10 @@
 // failure of a destination, the lease table or the stream is logged at once, further failures
 // at most once per interval with how many went unlogged, and the recovery once.
 //
-// Each place that talks to a dependency (a sink's destination, the reader's stream, the dead-letter
-// destination, the lease table) reports every call's result to its Reporter; per-attempt detail
-// stays at debug level in the caller.
+// It is the one way shardhose reports an outage: each place that talks to a dependency (every
+// sink's destination and S3 backup, the dead-letter destination, the readers' stream, the lease
+// table) reports every call's result to its Reporter, and the Reporter alone writes the lines
+// about it at Warn and Info; per-attempt detail stays at debug level in the caller.
 package outage
 
 import (
@@ -47,6 +48,15 @@ type Options struct {
 // concurrent use: many shards or uploads may report to one Reporter, and its lines come out in
 // the order the results were reported. A Reporter never blocks on anything but its own mutex
 // and the logger.
+//
+// Lines about one dependency: MsgFailing (Warn) when an outage begins, MsgStillFailing (Warn)
+// at most once per interval while it lasts, MsgRecovered (Info) once when a call succeeds
+// again. The failing lines are errors instead when the failure needs an operator (WithAction). A dependency that flaps (calls failing and succeeding in turn, as when some of many
+// concurrent calls time out) starts a new outage at each failure after a success: such an
+// outage is announced at once only when the last announcement is an interval old; until then
+// its failures are counted (unlogged), and its recovery is not logged when it was not
+// announced. So a flapping dependency writes at most a failing and a recovered line per
+// interval, besides the reminders.
 type Reporter struct {
 	log   *slog.Logger
 	clock clock.Clock
@@ -60,7 +70,9 @@ type Reporter struct {
 	failures   int       // failed calls in the current outage
 	attempts   int       // their attempts, the SDK's retries included
 	lastLine   time.Time
-	suppressed int // failures not logged since lastLine
+	suppressed int       // failures not logged since lastLine
+	announced  bool      // the current outage was logged as MsgFailing
+	lastStart  time.Time // when an outage was last logged as MsgFailing
 }
 
 // New returns a Reporter for one dependency.
@@ -92,9 +104,39 @@ func Attempts(err error) int {
 	return 1
 }
 
+// WithAction returns err with what an operator should do about it: a failure that waiting does
+// not cure (a destination that does not exist, credentials refused). A Reporter adds it to its
+// lines as "action" and writes them at Error. The error is still retried: the operator may be
+// fixing it.
+func WithAction(err error, action string) error {
+	if err == nil || action == "" {
+		return err
+	}
+	return &actionError{err: err, action: action}
+}
+
+type actionError struct {
+	err    error
+	action string
+}
+
+func (e *actionError) Error() string  { return e.err.Error() }
+func (e *actionError) Unwrap() error  { return e.err }
+func (e *actionError) Action() string { return e.action }
+
+// Action returns what an operator should do about err (see WithAction), or "".
+func Action(err error) string {
+	var a interface{ Action() string }
+	if errors.As(err, &a) {
+		return a.Action()
+	}
+	return ""
+}
+
 // Failed reports a failed call. The first failure after a success is logged at once as
-// MsgFailing; later ones at most once per interval as MsgStillFailing, with the count of those
-// not logged in between. args are added to the line (what was being written, and so on).
+// MsgFailing (unless the dependency flaps: see Reporter); later ones at most once per interval
+// as MsgStillFailing, with the count of those not logged in between. args are added to the line
+// (what was being written, the operation, and so on).
 func (r *Reporter) Failed(err error, args ...any) {
 	if r == nil {
 		return
@@ -104,26 +146,51 @@ func (r *Reporter) Failed(err error, args ...any) {
 	defer r.mu.Unlock()
 	now := r.clock.Now()
 	if !r.down {
-		r.down, r.since, r.failures, r.attempts, r.suppressed, r.lastLine = true, now, 1, n, 0, now
+		r.down, r.since, r.failures, r.attempts, r.announced = true, now, 0, 0, false
 		r.isDown.Store(true)
-		r.log.Warn(MsgFailing, append([]any{"error", err.Error(), "attempts", n}, args...)...)
-		return
 	}
 	r.failures++
 	r.attempts += n
-	if now.Sub(r.lastLine) < r.every {
+	action := Action(err)
+	if action != "" {
+		args = append([]any{"action", action}, args...)
+	}
+	switch {
+	case !r.announced && (r.lastStart.IsZero() || now.Sub(r.lastStart) >= r.every):
+		first := []any{"error", err.Error(), "attempts", r.attempts}
+		if r.failures > 1 {
+			first = append(first, "down_for", now.Sub(r.since).Round(time.Millisecond).String(), "failures", r.failures)
+		}
+		if r.suppressed > 0 {
+			first = append(first, "unlogged", r.suppressed)
+		}
+		r.warn(action, MsgFailing, append(first, args...))
+		r.announced, r.lastStart = true, now
+	case r.announced && now.Sub(r.lastLine) >= r.every:
+		r.warn(action, MsgStillFailing, append([]any{
+			"error", err.Error(), "down_for", now.Sub(r.since).Round(time.Millisecond).String(),
+			"failures", r.failures, "attempts", r.attempts, "unlogged", r.suppressed,
+		}, args...))
+	default:
 		r.suppressed++
 		return
 	}
-	r.log.Warn(MsgStillFailing, append([]any{
-		"error", err.Error(), "down_for", now.Sub(r.since).Round(time.Millisecond).String(),
-		"failures", r.failures, "attempts", r.attempts, "unlogged", r.suppressed,
-	}, args...)...)
 	r.lastLine, r.suppressed = now, 0
 }
 
+// warn writes a line about a failing dependency: a warning, or an error when the failure needs an
+// operator (action, from WithAction).
+func (r *Reporter) warn(action, msg string, args []any) {
+	if action != "" {
+		r.log.Error(msg, args...)
+		return
+	}
+	r.log.Warn(msg, args...)
+}
+
 // Succeeded reports a successful call. After failures it logs MsgRecovered once, with how long
-// the outage lasted and how many calls and attempts failed in it.
+// the outage lasted and how many calls and attempts failed in it (not for an outage that was
+// never announced: see Reporter).
 func (r *Reporter) Succeeded() {
 	if r == nil || !r.isDown.Load() {
 		return
@@ -135,6 +202,10 @@ func (r *Reporter) Succeeded() {
 	}
 	r.down = false
 	r.isDown.Store(false)
+	if !r.announced {
+		return
+	}
+	r.lastLine = r.clock.Now()
 	r.log.Info(MsgRecovered, "down_for", r.clock.Now().Sub(r.since).Round(time.Millisecond).String(),
 		"failures", r.failures, "attempts", r.attempts)
 }

@@ -132,3 +132,57 @@ func TestNilReporterIsSilent(t *testing.T) {
 		t.Error("a nil Reporter is never down")
 	}
 }
+
+// TestFlappingDependencyIsLoggedAtABoundedRate: calls failing and succeeding in turn (some of
+// many concurrent calls timing out) start an outage at each failure; only one per interval is
+// announced, with the failures of the others counted, and only an announced one's recovery is
+// logged.
+func TestFlappingDependencyIsLoggedAtABoundedRate(t *testing.T) {
+	r, clk, buf := newReporter(10 * time.Second)
+	for i := 0; i < 100; i++ { // 100 flaps over 25 s
+		r.Failed(errors.New("timeout"))
+		r.Succeeded()
+		clk.Advance(250 * time.Millisecond)
+	}
+	got := lines(t, buf)
+	var failing, recovered int
+	unlogged := 0.0
+	for _, l := range got {
+		switch l["msg"] {
+		case MsgFailing:
+			failing++
+			if u, ok := l["unlogged"].(float64); ok {
+				unlogged += u
+			}
+		case MsgRecovered:
+			recovered++
+		default:
+			t.Fatalf("unexpected line %v", l)
+		}
+	}
+	if failing != 3 || recovered != 3 {
+		t.Fatalf("100 flaps over 25 s with a 10 s interval: %d failing and %d recovered lines, want 3 each: %v", failing, recovered, got)
+	}
+	// Announced at 0 s, 10 s and 20 s; the 39 failures between two announcements are counted
+	// in the later one (those after 20 s wait for the next line).
+	if unlogged != 78 {
+		t.Errorf("the failing lines count %v unlogged failures, want 78", unlogged)
+	}
+}
+
+func TestActionIsOnTheLines(t *testing.T) {
+	r, clk, buf := newReporter(10 * time.Second)
+	err := WithAction(fmt.Errorf("put: %w", sdkErr{2}), "grant firehose:PutRecordBatch")
+	for i := 0; i < 20; i++ {
+		r.Failed(err)
+		clk.Advance(time.Second)
+	}
+	got := lines(t, buf)
+	if len(got) != 2 || got[0]["msg"] != MsgFailing || got[0]["level"] != "ERROR" || got[0]["action"] != "grant firehose:PutRecordBatch" || got[0]["attempts"] != 2.0 ||
+		got[1]["msg"] != MsgStillFailing || got[1]["level"] != "ERROR" || got[1]["action"] != "grant firehose:PutRecordBatch" {
+		t.Fatalf("20 failures needing an operator over 20 s: %v", got)
+	}
+	if Attempts(err) != 2 || !errors.Is(err, err) || Action(errors.New("x")) != "" {
+		t.Error("WithAction must keep the error's attempts and chain")
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
 	"github.com/shardhose/shardhose/internal/fsutil"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
@@ -99,6 +100,7 @@ type Sink struct {
 	file   *os.File // nil when writing to standard output
 	clock  clock.Clock
 	log    *slog.Logger
+	health *outage.Reporter // the file's outages: failed writes and rewrites, one outage at a time
 	hooks  hooks.Set
 	policy retry.Policy
 	sync   fsutil.SyncFunc
@@ -174,6 +176,7 @@ func New(opts Options) (*Sink, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("sink", s.name, "path", s.path)
+	s.health = outage.New(outage.Options{Dependency: "file", Resource: s.path, Logger: s.log, Clock: s.clock})
 	return s, nil
 }
 
@@ -325,7 +328,7 @@ func (s *Sink) synced() {
 // succeeds or ctx ends.
 func (s *Sink) replaceFileRetrying(ctx context.Context, records int) error {
 	replace := func(context.Context, int) error { return s.replaceFile() }
-	if _, err := retry.Do(ctx, s.clock, s.policy, replace, s.retrying("rewrite after a failed fsync", records)); err != nil {
+	if _, err := retry.Do(ctx, s.clock, s.policy, s.health.Track(replace, "records", records), s.retrying("rewrite after a failed fsync", records)); err != nil {
 		return fmt.Errorf("file sink %s: %w", s.name, err)
 	}
 	return nil
@@ -396,15 +399,17 @@ func (s *Sink) writeAll(ctx context.Context, p []byte, records int) (int, error)
 		}
 		return nil
 	}
-	if _, err := retry.Do(ctx, s.clock, s.policy, write, s.retrying("write", records)); err != nil {
+	if _, err := retry.Do(ctx, s.clock, s.policy, s.health.Track(write, "records", records), s.retrying("write", records)); err != nil {
 		return written, fmt.Errorf("file sink %s: %d of %d bytes written: %w", s.name, written, len(p), err)
 	}
 	return written, nil
 }
 
+// retrying logs each failed attempt at debug level; the outage it belongs to is reported by
+// s.health, once when it begins, at a bounded rate while it lasts and once when it ends.
 func (s *Sink) retrying(what string, records int) func(attempt int, err error, wait time.Duration) {
 	return func(attempt int, err error, wait time.Duration) {
-		s.log.Warn("file sink "+what+" failed; retrying", "attempt", attempt, "records", records, "retry_in", wait, "error", err)
+		s.log.Debug("file sink "+what+" failed; retrying", "attempt", attempt, "records", records, "retry_in", wait, "error", err)
 		hooks.Each(s.hooks, func(h hooks.DeliveryFailed) { h.OnDeliveryFailed(s.name, records, err) })
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
 	"github.com/shardhose/shardhose/sinks/sinktest"
@@ -326,5 +328,53 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	cfg.Path = filepath.Join(t.TempDir(), "missing-dir", "out")
 	if _, err := New(Options{Name: "dev", Config: cfg}); err == nil || !strings.Contains(err.Error(), "open ") {
 		t.Fatalf("New = %v, want an error opening the file", err)
+	}
+}
+
+// N failed attempts of one Write are one outage of the file: one line when it begins, one when it
+// ends, each attempt at debug level only.
+func TestFailedWritesAreOneOutageInTheLog(t *testing.T) {
+	const failures = 5
+	fc := clock.NewFake(sinktest.Start)
+	out := &flakyWriter{failures: failures}
+	logs := &sinktest.LogBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := newSink(t, config.FileDefaults(), func(o *Options) { o.Stdout = out; o.Clock = fc; o.Logger = log })
+	acks := sinktest.NewAckRecorder(t)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Write(waitCtx(t), sinktest.Records(10, "s"), acks.Done(0)) }()
+	for range failures {
+		if err := fc.WaitForTimers(waitCtx(t), 1); err != nil {
+			t.Fatal(err)
+		}
+		fc.Advance(time.Minute)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	count := func(level, msg string) int {
+		n := 0
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("not JSON: %q", l)
+			}
+			if m["level"] == level && m["msg"] == msg {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count("WARN", outage.MsgFailing); n != 1 {
+		t.Errorf("%d failed attempts logged %d %q lines, want 1; logged:\n%s", failures, n, outage.MsgFailing, logs)
+	}
+	if n := count("INFO", outage.MsgRecovered); n != 1 {
+		t.Errorf("the write that succeeded logged %d %q lines, want 1; logged:\n%s", n, outage.MsgRecovered, logs)
+	}
+	if n := count("DEBUG", "file sink write failed; retrying"); n != failures {
+		t.Errorf("%d failed attempts logged %d debug lines, want one each", failures, n)
+	}
+	if strings.Contains(logs.String(), `"level":"WARN","msg":"file sink`) {
+		t.Errorf("a failed attempt was logged as a warning of its own:\n%s", logs)
 	}
 }

@@ -142,10 +142,11 @@ func (d *delivery) attempt(ctx context.Context, attempt int) error {
 				d.refuse(i, code, "not sent: an earlier call of the same attempt failed: "+msg)
 			}
 			refused = append(append(refused, chunk...), rest...)
-			callErr = fmt.Errorf("put record batch of %d records: %w", len(chunk), err)
-			if hint := operatorHint(code); hint != "" && ctx.Err() == nil {
-				s.log.Error("firehose refused the call: "+hint+"; retrying, nothing is dropped", "attempt", attempt, "records", len(refused), "error", err)
-			}
+			// A refusal that needs an operator carries what to look at: the sink's outage
+			// reporter (s.health) puts it on the outage's lines, once per outage, not once per
+			// attempt; the call is retried all the same and nothing is dropped.
+			callErr = outage.WithAction(fmt.Errorf("put record batch of %d records: %w", len(chunk), err), operatorHint(code))
+			s.log.Debug("firehose refused the call; retrying", "attempt", attempt, "records", len(refused), "code", code, "error", err)
 			break
 		}
 		refused = append(refused, d.refusedIn(chunk, out)...)

@@ -37,10 +37,10 @@ func isAccessCode(code string) bool {
 }
 
 // operatorHint decides which failed PutRecordBatch calls need an operator rather than patience:
-// for those it returns what to look at, and the failure is logged at Error; for the others
-// (throttling, 5xx, network errors) it returns "" and the failure is a Warn. Every failure is
-// retried either way: the delivery stream may be being created, or a policy being fixed, and the
-// sink must not drop the records meanwhile.
+// for those it returns what to look at, which the sink's outage lines carry as "action" (logged at Error); for
+// the others (throttling, 5xx, network errors) it returns "". Every failure is retried either
+// way: the delivery stream may be being created, or a policy being fixed, and the sink must not
+// drop the records meanwhile.
 func operatorHint(code string) string {
 	switch {
 	case code == "ResourceNotFoundException":

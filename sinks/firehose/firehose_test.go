@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/shardhose/shardhose/config"
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/record"
 	"github.com/shardhose/shardhose/sinks"
 	"github.com/shardhose/shardhose/sinks/sinktest"
@@ -335,6 +337,52 @@ func TestMissingDeliveryStreamIsLoggedAndRetried(t *testing.T) {
 	logs := f.logs.String()
 	if !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "does not exist in the client's region and account") {
 		t.Errorf("no clear error logged:\n%s", logs)
+	}
+}
+
+// N refused calls in a row are one outage of the delivery stream: one line when it begins
+// (an error, since it needs an operator, saying what to look at), reminders at most every
+// outage.DefaultEvery, one line when it ends, and each attempt at debug level only.
+func TestRefusedCallsAreOneOutageInTheLog(t *testing.T) {
+	const refusals = 6
+	f := newFixture(t, false, nil)
+	f.fake.setRespond(func(call int, data [][]byte) answer {
+		if call < refusals {
+			return answer{err: apiError("AccessDeniedException", "User is not authorized to perform: firehose:PutRecordBatch")}
+		}
+		return answer{}
+	})
+	if err := f.sink.Write(waitCtx(t), sinktest.Records(5, "s"), f.acks.Done(0)); err != nil {
+		t.Fatal(err)
+	}
+	f.waitAck(t, 0)
+	if n := f.fake.callCount(); n != refusals+1 {
+		t.Errorf("%d calls, want %d", n, refusals+1)
+	}
+	var failing, recovered, debug []string
+	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
+		switch {
+		case strings.Contains(l, "msg=\""+outage.MsgFailing+"\""):
+			failing = append(failing, l)
+		case strings.Contains(l, "msg=\""+outage.MsgRecovered+"\""):
+			recovered = append(recovered, l)
+		case strings.Contains(l, "msg=\""+outage.MsgStillFailing+"\""):
+			// the reminder: the fake clock moves minutes between attempts
+		case strings.Contains(l, "level=DEBUG") && strings.Contains(l, "firehose refused the call"):
+			debug = append(debug, l)
+		case strings.Contains(l, "level=ERROR") || strings.Contains(l, "level=WARN"):
+			t.Errorf("a line besides the outage's: %s", l)
+		}
+	}
+	if len(failing) != 1 || !strings.Contains(failing[0], "level=ERROR") || !strings.Contains(failing[0], "grant firehose:PutRecordBatch") ||
+		!strings.Contains(failing[0], "dependency=firehose") {
+		t.Errorf("%d refused calls logged %d %q lines, want one error naming the permission:\n%s", refusals, len(failing), outage.MsgFailing, f.logs)
+	}
+	if len(recovered) != 1 || !strings.Contains(recovered[0], "failures="+strconv.Itoa(refusals)) {
+		t.Errorf("recovery lines %q, want one counting %d failures", recovered, refusals)
+	}
+	if len(debug) != refusals {
+		t.Errorf("%d refused calls logged %d debug lines, want one each", refusals, len(debug))
 	}
 }
 
