@@ -6,10 +6,11 @@ import (
 	"runtime/pprof"
 )
 
-// cpuProfileEnv names a file to which the process writes a CPU profile of its whole life, from
-// the start of the command to its return (start-up, work and shutdown included), in the format
-// `go tool pprof` reads. It is a debugging aid, off unless set, and not a configuration key. A
-// process that exits on a second signal writes no profile. Profiling costs about 1% of CPU.
+// cpuProfileEnv names a file to which the process writes a CPU profile of its whole run, from
+// the start of the command to its return (start-up, work and shutdown included; package
+// initialisation runs before and is not in it), in the format `go tool pprof` reads. It is a
+// debugging aid, off unless set, and not a configuration key. A process that exits on a second
+// signal writes no profile. It samples 100 times a second.
 const cpuProfileEnv = "SHARDHOSE_DEBUG_CPU_PROFILE"
 
 // startCPUProfile starts the profile cpuProfileEnv asks for and returns the function that
