@@ -3,10 +3,11 @@ package config
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 )
 
 // DeadLetter is where batches given up on go (Lambda's on-failure destination). Type picks the
@@ -78,9 +79,9 @@ func DeadLetterDefaults() DeadLetter {
 var deadLetterTypes = []string{"sqs", "sns", "s3", "kinesis", "file"}
 
 var (
-	snsTopicARNRe = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[a-zA-Z0-9_-]{1,256}(\.fifo)?$`)
+	snsTopicARNRe = lazyregexp.New(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[a-zA-Z0-9_-]{1,256}(\.fifo)?$`)
 	// sqsQueueNameRe is the last path element of a queue URL: 1 to 80 of a-z A-Z 0-9 _ -, plus .fifo.
-	sqsQueueNameRe = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,80}(\.fifo)?$`)
+	sqsQueueNameRe = lazyregexp.New(`^[a-zA-Z0-9_-]{1,80}(\.fifo)?$`)
 )
 
 // maxDeadLetterPrefix leaves room in S3's 1,024-byte keys for the date, shard, sequence number

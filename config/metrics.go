@@ -3,10 +3,11 @@ package config
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 )
 
 // Metrics configures how shardhose is watched: Prometheus metrics and the health endpoints on one
@@ -46,7 +47,7 @@ func MetricsDefaults() Metrics {
 }
 
 // cloudWatchNamespaceRe is CloudWatch's rule for namespaces: 1 to 255 of these characters.
-var cloudWatchNamespaceRe = regexp.MustCompile(`^[A-Za-z0-9.\-_/#: ]{1,255}$`)
+var cloudWatchNamespaceRe = lazyregexp.NewBounded(`^[A-Za-z0-9.\-_/#: ]+$`, 1, 255)
 
 func (v *checker) metrics(m Metrics, l Leases) {
 	const p = "metrics"

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 	"github.com/shardhose/shardhose/process/eventfilter"
 )
 
@@ -133,9 +133,9 @@ var (
 	contracts    = []string{ContractLambda, ContractFirehose}
 	// functionNameRe is Lambda's FunctionName for Invoke: a name, a partial ARN
 	// (ACCOUNT:function:NAME) or a full ARN, each optionally with :VERSION or :ALIAS.
-	functionNameRe = regexp.MustCompile(`^(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?$`)
-	qualifierRe    = regexp.MustCompile(`^(\$LATEST|[a-zA-Z0-9$_-]{1,128})$`)
-	fieldNameRe    = regexp.MustCompile(`^\S(.*\S)?$`)
+	functionNameRe = lazyregexp.New(`^(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?$`)
+	qualifierRe    = lazyregexp.New(`^(\$LATEST|[a-zA-Z0-9$_-]{1,128})$`)
+	fieldNameRe    = lazyregexp.New(`^\S(.*\S)?$`)
 )
 
 // ProcessingHandler is one handler of the processing stage. Type selects it; each type reads only

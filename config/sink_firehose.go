@@ -2,8 +2,9 @@ package config
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
+
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 )
 
 // FirehoseSink configures a sink of type firehose: records are forwarded to an Amazon Data
@@ -71,8 +72,8 @@ func FirehoseDefaults() FirehoseSink {
 }
 
 var (
-	deliveryStreamNameRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
-	deliveryStreamARNRe  = regexp.MustCompile(`^arn:(aws[a-z-]*):firehose:([a-z0-9-]+):([0-9]{12}):deliverystream/([a-zA-Z0-9_.-]{1,64})$`)
+	deliveryStreamNameRe = lazyregexp.NewBounded(`^[a-zA-Z0-9_.-]+$`, 1, 64)
+	deliveryStreamARNRe  = lazyregexp.New(`^arn:(aws[a-z-]*):firehose:([a-z0-9-]+):([0-9]{12}):deliverystream/([a-zA-Z0-9_.-]{1,64})$`)
 )
 
 // DeliveryStreamARN is a parsed Firehose delivery stream ARN:

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 )
 
 // HTTPSink configures a sink of type http: Amazon Data Firehose's HTTP endpoint destination
@@ -100,7 +101,7 @@ const (
 var (
 	httpContentEncodings = []string{"NONE", "GZIP"}
 	httpBackupModes      = []string{"FailedDataOnly", "AllData"}
-	envVarNameRe         = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envVarNameRe         = lazyregexp.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // HTTPDefaults are applied to every http sink section for keys it leaves out: Firehose's

@@ -3,10 +3,11 @@ package config
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 )
 
 // OpenSearchSink configures a sink of type opensearch: Amazon Data Firehose's OpenSearch Service
@@ -125,8 +126,8 @@ func OpenSearchDefaults() OpenSearchSink {
 const openSearchIndexForbidden = `\/*?"<>|,#: `
 
 var (
-	openSearchTypeNameRe = regexp.MustCompile(`^[^_\s][^\s]{0,99}$`)
-	openSearchFieldRe    = regexp.MustCompile(`^[^\x00-\x1f]{1,256}$`)
+	openSearchTypeNameRe = lazyregexp.New(`^[^_\s][^\s]{0,99}$`)
+	openSearchFieldRe    = lazyregexp.New(`^[^\x00-\x1f]{1,256}$`)
 )
 
 func (v *checker) sinkOpenSearch(p string, s OpenSearchSink) {
@@ -247,4 +248,4 @@ func (v *checker) openSearchAuth(p string, a OpenSearchAuth) {
 	}
 }
 
-var openSearchEnvNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var openSearchEnvNameRe = lazyregexp.New(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/url"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/itchyny/gojq"
 
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 	"github.com/shardhose/shardhose/sinks/s3/prefix"
 )
 
@@ -96,12 +96,14 @@ var (
 )
 
 var (
-	regionRe     = regexp.MustCompile(`^[a-z0-9-]+$`)
-	streamNameRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
-	streamARNRe  = regexp.MustCompile(`^arn:(aws[a-z-]*):kinesis:([a-z0-9-]+):([0-9]{12}):stream/([a-zA-Z0-9_.-]{1,128})$`)
-	tableNameRe  = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
-	sinkNameRe   = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
-	bucketNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	regionRe     = lazyregexp.New(`^[a-z0-9-]+$`)
+	streamNameRe = lazyregexp.NewBounded(`^[a-zA-Z0-9_.-]+$`, 1, 128)
+	streamARNRe  = lazyregexp.New(`^arn:(aws[a-z-]*):kinesis:([a-z0-9-]+):([0-9]{12}):stream/([a-zA-Z0-9_.-]{1,128})$`)
+	tableNameRe  = lazyregexp.NewBounded(`^[a-zA-Z0-9_.-]+$`, 3, 255)
+	sinkNameRe   = lazyregexp.NewBounded(`^[a-zA-Z0-9_-]+$`, 1, 64)
+	bucketNameRe = lazyregexp.NewBounded(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`, 3, 63)
+	// columnNameRe is what Athena, Glue and Hive accept as a Parquet column name without quoting.
+	columnNameRe = lazyregexp.NewBounded(`^[A-Za-z_][A-Za-z0-9_]*$`, 1, 255)
 )
 
 // StreamARN is a parsed Kinesis stream ARN: arn:PARTITION:kinesis:REGION:ACCOUNT:stream/NAME.
@@ -533,14 +535,13 @@ func (v *checker) s3(p string, s S3Sink) {
 			v.missing(dp+".schema", "list the columns, each with name, type and required")
 		}
 		types := []string{"string", "int64", "double", "boolean", "timestamp_millis"}
-		nameRe := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,254}$`)
 		seen := map[string]int{}
 		for i, c := range dfc.Schema {
 			cp := fmt.Sprintf("%s.schema[%d]", dp, i)
 			switch j, dup := seen[c.Name]; {
 			case c.Name == "":
 				v.missing(cp+".name", "name the column")
-			case !nameRe.MatchString(c.Name):
+			case !columnNameRe.MatchString(c.Name):
 				v.add(cp+".name", strconv.Quote(c.Name), "is not a column name: a letter or _ followed by letters, digits or _")
 			case dup:
 				v.add(cp+".name", strconv.Quote(c.Name), fmt.Sprintf("is already the name of schema[%d]: names must be unique", j))

@@ -75,6 +75,7 @@ type shardReader struct {
 const minCallGap = 200 * time.Millisecond
 
 // run reads until the shard ends (returns true) or ctx ends / emit fails (returns the error).
+// The records passed to emit are emit's to keep: run never touches that slice again.
 func (r *shardReader) run(ctx context.Context, start startPosition, emit func(ctx context.Context, recs []record.Record) error) (bool, error) {
 	// done is the position at or before which every record has been handled: the checkpoint at
 	// first, then the last Kinesis record read (all its user records). Iterators are renewed from

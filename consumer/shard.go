@@ -379,8 +379,12 @@ func (w *shardWorker) dispatch(ctx context.Context, recs []record.Record) error 
 	if len(recs) > 0 {
 		if len(w.gathered) == 0 {
 			w.gatheredSince = now
+			// The reader hands recs over and does not use them again: taking them as they are
+			// saves copying every record of every read.
+			w.gathered = recs
+		} else {
+			w.gathered = append(w.gathered, recs...)
 		}
-		w.gathered = append(w.gathered, recs...)
 	}
 	for len(w.gathered) >= size {
 		batch := w.gathered[:size:size]

@@ -152,6 +152,8 @@ type shardStage struct {
 	log     *slog.Logger
 	lanes   []chan laneJob
 	ctx     context.Context // ends when the consumer is done with the shard
+	// passThrough is set when the handler is process.PassThrough: batches skip the handler call.
+	passThrough bool
 }
 
 type laneJob struct {
@@ -163,7 +165,8 @@ type laneJob struct {
 const laneQueue = 2
 
 func newShard(ctx context.Context, opts Options, shardID string) *shardStage {
-	s := &shardStage{opts: opts, shardID: shardID, log: opts.Logger.With("shard", shardID), ctx: ctx}
+	s := &shardStage{opts: opts, shardID: shardID, log: opts.Logger.With("shard", shardID), ctx: ctx,
+		passThrough: process.IsPassThrough(opts.Handler)}
 	n := opts.Policy.ParallelizationFactor
 	s.lanes = make([]chan laneJob, n)
 	for i := range s.lanes {
@@ -293,6 +296,9 @@ func (s *shardStage) process(ctx context.Context, recs []record.Record, retries,
 			continue
 		}
 
+		if s.passThrough {
+			return s.passOn(ctx, recs, c)
+		}
 		outs, err := s.call(ctx, recs)
 		calls++
 		if err == nil {
@@ -446,10 +452,34 @@ func (s *shardStage) call(ctx context.Context, recs []record.Record) ([]process.
 	return res.outs, res.err
 }
 
+// passOn is a call of the pass-through handler and the routing of its outcome, without the call
+// itself: the handler cannot fail and delivers every record unchanged, so the batch goes to the
+// sinks as it is, with no goroutine, timeout or Outputs per batch. Hooks and the log see what they
+// see with a call: one handler call without error, every record delivered.
+func (s *shardStage) passOn(ctx context.Context, recs []record.Record, c *completion) error {
+	start := s.opts.Clock.Now()
+	err := ctx.Err() // what the pass-through handler returns
+	took := s.opts.Clock.Now().Sub(start)
+	s.log.Debug("handler called", "records", len(recs), "took", took, "error", err)
+	hooks.Each(s.opts.Hooks, func(h hooks.HandlerCalled) { h.OnHandlerCall(s.shardID, len(recs), took, err) })
+	if err != nil {
+		return err
+	}
+	hooks.Each(s.opts.Hooks, func(h hooks.Processed) { h.OnProcessed(s.shardID, len(recs), 0, 0, 0) })
+	return s.toSinks(ctx, recs, c)
+}
+
 // route sends each outcome where it belongs: Deliver to the sinks, ProcessingFailed to the error
 // output; Filtered and Dropped records are done.
 func (s *shardStage) route(ctx context.Context, recs []record.Record, outs []process.Output, c *completion) error {
-	var deliver, failed []record.Record
+	delivered := 0
+	for _, o := range outs {
+		if o.Outcome == process.Deliver {
+			delivered++
+		}
+	}
+	deliver := make([]record.Record, 0, delivered) // sized once: a batch can be 10,000 records
+	var failed []record.Record
 	var reasons []string
 	filtered, dropped := 0, 0
 	for i, o := range outs {

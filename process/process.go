@@ -164,6 +164,13 @@ func PassThrough() Handler { return passThrough{} }
 
 type passThrough struct{}
 
+// IsPassThrough reports whether h is PassThrough(): a handler that never fails and delivers every
+// record unchanged, so a caller may hand a batch on as it is instead of building its Outputs.
+func IsPassThrough(h Handler) bool {
+	_, ok := h.(passThrough)
+	return ok
+}
+
 func (passThrough) Name() string { return "pass-through" }
 
 func (passThrough) Handle(ctx context.Context, batch []record.Record) ([]Output, error) {

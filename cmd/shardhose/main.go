@@ -46,7 +46,10 @@ type commandUsageError struct {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	stopProfile := startCPUProfile()
+	code := run(os.Args[1:])
+	stopProfile()
+	os.Exit(code)
 }
 
 const usage = `shardhose: consume a Kinesis stream into Firehose-style sinks, losslessly.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/shardhose/shardhose/hooks"
 	"github.com/shardhose/shardhose/internal/clock"
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 	"github.com/shardhose/shardhose/internal/outage"
 	"github.com/shardhose/shardhose/internal/retry"
 	"github.com/shardhose/shardhose/record"
@@ -72,7 +72,7 @@ const (
 // the total (the caller's context ends it).
 var FirehoseHTTPRetry = retry.Policy{Initial: time.Second, Max: 2 * time.Minute, Multiplier: 2, Jitter: 0.15}
 
-var sinkNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+var sinkNameRe = lazyregexp.NewBounded(`^[A-Za-z0-9_.-]+$`, 1, 64)
 
 // S3Options configure an S3Writer. Client, Bucket and SinkName are required.
 type S3Options struct {

@@ -5,16 +5,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/shardhose/shardhose/config"
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 	"github.com/shardhose/shardhose/sinks/s3/prefix"
 )
 
 // sinkNamePattern is Firehose's rule for delivery stream names, which become part of object names.
-var sinkNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+var sinkNamePattern = lazyregexp.NewBounded(`^[A-Za-z0-9_.-]+$`, 1, 64)
 
 // keyBuilder makes object keys in Firehose's layout:
 //

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/shardhose/shardhose/config"
+	"github.com/shardhose/shardhose/internal/lazyregexp"
 	"github.com/shardhose/shardhose/record"
 )
 
@@ -30,7 +30,7 @@ const (
 var ColumnTypes = []string{ColumnString, ColumnInt64, ColumnDouble, ColumnBoolean, ColumnTimestampMillis}
 
 // columnNameRe is what Athena, Glue and Hive accept as a column name without quoting.
-var columnNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,254}$`)
+var columnNameRe = lazyregexp.NewBounded(`^[A-Za-z_][A-Za-z0-9_]*$`, 1, 255)
 
 // parquetRowsPerWrite is how many rows go to the Parquet writer at once.
 const parquetRowsPerWrite = 1024
