@@ -27,7 +27,7 @@
 #                    buffer interval) and shutdown time (empty buffer, and BENCH_SHUTDOWN_RECORDS
 #                    (5000) records buffered), written into docs/benchmarks.md;
 #                    BENCH_RECORDS (100000), BENCH_ROUNDS (3), BENCH_ONLY (name prefixes: variants,
-#                    freshness, shutdown)
+#                    freshness, shutdown; a name ending in $ is matched whole)
 #   make bench-idle  the daemon on idle streams of BENCH_IDLE_SHARDS shards (4,64,256): CPU, RSS
 #                    and DynamoDB requests per shard over BENCH_IDLE_WINDOW (60s), into
 #                    docs/benchmarks.md

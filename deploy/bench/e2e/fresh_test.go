@@ -90,6 +90,9 @@ func TestChosenBy(t *testing.T) {
 		{"shardhose,shutdown", "shutdown", true},
 		{"shardhose,shutdown", "freshness", false},
 		{"floor,", "shardhose GZIP", false},
+		{"shardhose Snappy$", "shardhose Snappy", true},
+		{"shardhose Snappy$", "shardhose Snappy (memory.limit_mbs 32)", false},
+		{"shardhose Snappy", "shardhose Snappy (memory.limit_mbs 32)", true},
 	} {
 		if got := chosenBy(c.only, c.name); got != c.want {
 			t.Errorf("chosenBy(%q, %q) = %v, want %v", c.only, c.name, got, c.want)

@@ -195,9 +195,15 @@ type measures struct {
 	shutdownRecords               int
 }
 
-// chosenBy reports whether name is selected by -only (comma-separated name prefixes; "" selects all).
+// chosenBy reports whether name is selected by -only (comma-separated name prefixes, or whole
+// names when they end in $; "" selects all).
 func chosenBy(only, name string) bool {
-	return only == "" || slices.ContainsFunc(strings.Split(only, ","), func(p string) bool { return p != "" && strings.HasPrefix(name, p) })
+	return only == "" || slices.ContainsFunc(strings.Split(only, ","), func(p string) bool {
+		if whole, ok := strings.CutSuffix(p, "$"); ok {
+			return name == whole
+		}
+		return p != "" && strings.HasPrefix(name, p)
+	})
 }
 
 func bench(m measures, doc, only string) error {
