@@ -174,6 +174,19 @@ func TestValidateBoundaries(t *testing.T) {
 		{"max leases -1", func(c *Config) { c.Leases.MaxLeasesPerWorker = -1 }, "leases.max_leases_per_worker"},
 		{"max leases 0", func(c *Config) { c.Leases.MaxLeasesPerWorker = 0 }, ""},
 
+		// memory
+		{"memory limit 0", func(c *Config) { c.Memory.LimitMBs = 0 }, ""},
+		{"memory limit 16", func(c *Config) { c.Memory.LimitMBs = 16 }, ""},
+		{"memory limit 15", func(c *Config) { c.Memory.LimitMBs = 15 }, "memory.limit_mbs"},
+		{"memory limit negative", func(c *Config) { c.Memory.LimitMBs = -1 }, "memory.limit_mbs"},
+		{"memory limit 1 TiB", func(c *Config) { c.Memory.LimitMBs = 1 << 20 }, ""},
+		{"memory limit above 1 TiB", func(c *Config) { c.Memory.LimitMBs = 1<<20 + 1 }, "memory.limit_mbs"},
+		{"in flight 1", func(c *Config) { c.Memory.MaxInFlightMBs = 1 }, ""},
+		{"in flight negative", func(c *Config) { c.Memory.MaxInFlightMBs = -1 }, "memory.max_in_flight_mbs"},
+		{"in flight half the limit", func(c *Config) { c.Memory.LimitMBs, c.Memory.MaxInFlightMBs = 64, 32 }, ""},
+		{"in flight over half the limit", func(c *Config) { c.Memory.LimitMBs, c.Memory.MaxInFlightMBs = 64, 33 }, "memory.max_in_flight_mbs"},
+		{"in flight without a limit", func(c *Config) { c.Memory.MaxInFlightMBs = 4096 }, ""},
+
 		// batching
 		{"batch 0", func(c *Config) { c.Batching.BatchSize = 0 }, "batching.batch_size"},
 		{"batch 1", func(c *Config) { c.Batching.BatchSize = 1 }, ""},
@@ -302,6 +315,27 @@ func TestValidateOneErrorPerKey(t *testing.T) {
 	for _, e := range errs {
 		if !strings.Contains(e.Problem, "negative") {
 			t.Errorf("%s: %q does not say negative", e.Key, e.Problem)
+		}
+	}
+}
+
+func TestMemoryInFlightBytes(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		m            Memory
+		limit, floor int64
+		want         int64
+	}{
+		{Memory{}, 0, 15 * mib, DefaultMaxInFlightMBs * mib},     // no limit anywhere
+		{Memory{MaxInFlightMBs: 8}, 0, 15 * mib, 8 * mib},        // set: taken as it is
+		{Memory{MaxInFlightMBs: 8}, 64 * mib, 15 * mib, 8 * mib}, // set wins over the limit
+		{Memory{}, 64 * mib, 16 * mib, 16 * mib},                 // a third of 48
+		{Memory{}, 32 * mib, 17 * mib, 5 * mib},                  // a third of 15
+		{Memory{}, 16 * mib, 16 * mib, mib},                      // nothing left: 1 MiB
+		{Memory{}, 16 * mib, 30 * mib, mib},                      // less than nothing: 1 MiB
+	} {
+		if got := c.m.InFlightBytes(c.limit, c.floor); got != c.want {
+			t.Errorf("%+v.InFlightBytes(%d, %d) = %d, want %d", c.m, c.limit, c.floor, got, c.want)
 		}
 	}
 }
