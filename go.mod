@@ -30,6 +30,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.74.0
+	github.com/segmentio/asm v1.2.1
 	github.com/spf13/pflag v1.0.10
 	github.com/tidwall/gjson v1.19.0
 	github.com/vmware/vmware-go-kcl-v2 v1.0.0

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	simdbase64 "github.com/segmentio/asm/base64"
 )
 
 // decode fills out from body, a successful GetRecords response in awsJson 1.1, and reports
@@ -375,7 +376,10 @@ func (d *decoder) base64(r *types.Record, src []byte) bool {
 	if cap(d.data)-off < len(src)/4*3 {
 		return false
 	}
-	n, err := base64.StdEncoding.Decode(d.data[off:cap(d.data)], src)
+	// segmentio/asm decodes with AVX2 where the CPU has it (about 7 times encoding/base64's
+	// speed on 1 KiB of data) and with encoding/base64 otherwise; whatever it takes or refuses,
+	// FuzzSameAsSDK holds the result equal to the SDK's, which decodes with encoding/base64.
+	n, err := simdbase64.StdEncoding.Decode(d.data[off:cap(d.data)], src)
 	if err != nil || n != want {
 		return false
 	}
