@@ -345,7 +345,7 @@ func startDynalite(t *testing.T) *dynalite {
 	}
 	port := freePort(t)
 	d := &dynalite{endpoint: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	guard, err := filepath.Abs("../../deploy/local/lib/dynalite-guard.js")
+	guard, err := filepath.Abs("../../deploy/local/lib/abort-guard.js")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ main() {
 	start kinesalite env KINESALITE_PORT="$KINESALITE_PORT" \
 		node --require "$preload" "$LOCAL_DIR/lib/kinesalite.js"
 
-	start dynalite node --require "$LOCAL_DIR/lib/dynalite-guard.js" "$node_modules/dynalite/cli.js" --host "$HOST" --port "$DYNALITE_PORT" \
+	start dynalite node --require "$LOCAL_DIR/lib/abort-guard.js" "$node_modules/dynalite/cli.js" --host "$HOST" --port "$DYNALITE_PORT" \
 		--createTableMs "$STATE_CHANGE_MS" --deleteTableMs "$STATE_CHANGE_MS" --updateTableMs "$STATE_CHANGE_MS"
 
 	start moto "$moto" -H "$HOST" -p "$MOTO_PORT"

@@ -72,7 +72,7 @@ func StartDynalite(t testing.TB) *Dynalite {
 			return nil, fmt.Errorf("dynalite is not installed (make local-up installs it): %w", err)
 		}
 		// The guard keeps dynalite alive when a client aborts a request (see the script).
-		guard := filepath.Join(root, "deploy", "local", "lib", "dynalite-guard.js")
+		guard := filepath.Join(root, "deploy", "local", "lib", "abort-guard.js")
 		return []string{node, "--require", guard, cli, "--host", "127.0.0.1", "--port", fmt.Sprint(port),
 			"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50"}, nil
 	})

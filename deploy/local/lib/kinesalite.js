@@ -2,6 +2,7 @@
 // Runs kinesalite (a library) as a server on 127.0.0.1:KINESALITE_PORT, in memory.
 // Stream state changes take 0 ms instead of 500, and the account shard limit is raised from 10
 // so that parallel tests, each with its own streams, do not hit it.
+require('./abort-guard.js'); // a client aborting a request must not stop the server
 const kinesalite = require('kinesalite');
 
 const port = Number(process.env.KINESALITE_PORT);
