@@ -88,17 +88,25 @@ func TestIntegrationCBORSameAsJSONOnTheEmulators(t *testing.T) {
 			if _, err := sdk.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(stream)}); err != nil {
 				t.Fatal(err)
 			}
-			in := &kinesis.GetRecordsInput{ShardIterator: missing.ShardIterator}
-			var wantErr error
-			for deadline := time.Now().Add(10 * time.Second); wantErr == nil && time.Now().Before(deadline); {
-				_, wantErr = sdk.GetRecords(ctx, in) // the stream is gone once JSON says so
-				if wantErr == nil {
-					time.Sleep(50 * time.Millisecond)
+			// Deleting takes a while on kinesis-local (the stream is DELETING, and GetRecords
+			// answers ResourceInUseException, until it is gone): compare once it is gone, so that
+			// both calls see the same state.
+			var notFound *types.ResourceNotFoundException
+			for deadline := time.Now().Add(30 * time.Second); ; {
+				_, err := sdk.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+				if errors.As(err, &notFound) {
+					break
 				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the stream was not gone 30 s after DeleteStream (last answer: %v)", err)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
+			in := &kinesis.GetRecordsInput{ShardIterator: missing.ShardIterator}
+			_, wantErr := sdk.GetRecords(ctx, in)
 			_, gotErr := cb.GetRecords(ctx, in)
-			// ResourceNotFoundException on kinesalite, ResourceInUseException on kinesis-local
-			// while it deletes the stream: the same type and message both ways.
+			// ResourceNotFoundException on both emulators once the stream is gone: the same type
+			// and message both ways.
 			var wantAPI, gotAPI smithy.APIError
 			if !errors.As(wantErr, &wantAPI) || !errors.As(gotErr, &gotAPI) || reflect.TypeOf(wantAPI) != reflect.TypeOf(gotAPI) ||
 				wantAPI.ErrorCode() != gotAPI.ErrorCode() || wantAPI.ErrorMessage() != gotAPI.ErrorMessage() {
