@@ -866,10 +866,16 @@ func startCountedWorker(t *testing.T, cfg, name string) *countedWorker {
 }
 
 // passes is the number of lease-loop passes the worker has finished.
-func (w *countedWorker) passes() int {
+func (w *countedWorker) passes() int { return w.passesBetween(time.Time{}, time.Time{}) }
+
+// passesBetween is the number of lease-loop passes whose watchdog ping the test read after from
+// and before to (zero: no end). A ping is read a little after its pass ends, so a pass that
+// ended just before from can be counted; one that ended just before to is not.
+func (w *countedWorker) passesBetween(from, to time.Time) int {
 	n := 0
-	for _, f := range w.sock.received() {
-		if f == "WATCHDOG=1" {
+	fields, at := w.sock.receivedAt()
+	for i, f := range fields {
+		if f == "WATCHDOG=1" && at[i].After(from) && (to.IsZero() || at[i].Before(to)) {
 			n++
 		}
 	}
@@ -960,7 +966,7 @@ func (s *e2eStack) holdsBalance(t *testing.T, d time.Duration, workers []*counte
 			}
 			return false, "no line yet"
 		})
-		if reason != "lease lost" && reason != "lease table unreachable" {
+		if !lostToExpiry(reason) {
 			t.Fatalf("a lease moved after the leases were balanced: %s left %s (reason %q)", shard, from, reason)
 		}
 		if attempt == 3 {
@@ -969,6 +975,13 @@ func (s *e2eStack) holdsBalance(t *testing.T, d time.Duration, workers []*counte
 		t.Logf("%s lost %s after the balance (%q: it went a lease duration without renewing, on a loaded machine); balancing again", from, shard, reason)
 		s.waitBalancedByPasses(t, workers, want)
 	}
+}
+
+// lostToExpiry reports whether a "stopped reading shard" reason says the worker lost the lease
+// by going a lease duration without renewing it (taken by another worker, or the table not
+// reached in time), as a worker starved on a loaded machine does.
+func lostToExpiry(reason string) bool {
+	return reason == "lease lost" || reason == "lease table unreachable"
 }
 
 // TestFleetBalance8Shards1To3To2Workers starts one worker on 8 shards, then two more, then stops
@@ -1010,28 +1023,103 @@ func TestFleetBalance8Shards1To3To2Workers(t *testing.T) {
 
 // ---- 3. failover ----
 
-// TestFleetFailoverAfterSIGKILL kills one of three workers: its shards must be owned by the others
-// within lease_duration + renew_interval (plus a second for process scheduling), they must resume
-// from its last checkpoint, and no record may be missing in S3.
-func TestFleetFailoverAfterSIGKILL(t *testing.T) {
-	s := newE2EStack(t, 6)
-	cfg := s.fleetConfig(t, fleetOptions{})
-	prod := s.startProducer(t, 24, 100*time.Millisecond)
-	workers := []string{"fo-a", "fo-b", "fo-c"}
-	ds := map[string]*daemon{}
-	for _, w := range workers {
-		ds[w] = startWorker(t, cfg, w)
-	}
-	s.waitBalanced(t, 30*time.Second, workers, []int{2, 2, 2})
+// leasePoll is the lease table as one read saw it, with the time the read began.
+type leasePoll struct {
+	began  time.Time
+	leases map[string]checkpoint.Lease
+}
 
-	victim := "fo-c"
-	var theirs []string
-	waitFor(t, 20*time.Second, "the victim's shards have checkpoints", func() (bool, string) {
+// pollUntilWritten reads the table until each of shards has been written (its counter moved)
+// since the first read, and returns the reads.
+func (s *e2eStack) pollUntilWritten(t *testing.T, shards []string) []leasePoll {
+	t.Helper()
+	var polls []leasePoll
+	waitFor(t, fleetBalanceWithin, fmt.Sprintf("%v written since the first read", shards), func() (bool, string) {
+		began := time.Now()
 		leases, err := s.listLeases(t.Context())
 		if err != nil {
 			return false, err.Error()
 		}
-		theirs = shardsOf(leases, victim)
+		polls = append(polls, leasePoll{began: began, leases: leases})
+		for _, id := range shards {
+			if leases[id].Counter == polls[0].leases[id].Counter {
+				return false, id + " not written yet"
+			}
+		}
+		return true, ""
+	})
+	return polls
+}
+
+// writtenAfter is when the last of polls that saw shard's counter below counter began: the write
+// that moved the counter to counter came after that.
+func writtenAfter(polls []leasePoll, shard string, counter int64) time.Time {
+	var at time.Time
+	for _, p := range polls {
+		if p.leases[shard].Counter < counter {
+			at = p.began
+		}
+	}
+	return at
+}
+
+// leaseTake is a "took lease; reading shard" line and the worker that wrote it.
+type leaseTake struct {
+	logLine
+	by *countedWorker
+}
+
+// takesSince lists the "took lease; reading shard" lines about shard that workers wrote after
+// since, earliest first.
+func takesSince(workers []*countedWorker, shard string, since time.Time) []leaseTake {
+	var out []leaseTake
+	for _, w := range workers {
+		for _, l := range w.d.find("took lease; reading shard", shard) {
+			if l.Time.After(since) {
+				out = append(out, leaseTake{logLine: l, by: w})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b leaseTake) int { return a.Time.Compare(b.Time) })
+	return out
+}
+
+// shardsLostToExpiry lists the shards one of workers stopped reading because it lost the lease
+// by expiry (see lostToExpiry).
+func shardsLostToExpiry(workers []*countedWorker) map[string]bool {
+	out := map[string]bool{}
+	for _, w := range workers {
+		for _, l := range w.d.find("stopped reading shard", "") {
+			if lostToExpiry(l.Reason) {
+				out[l.Shard] = true
+			}
+		}
+	}
+	return out
+}
+
+// TestFleetFailoverAfterSIGKILL kills one of three workers: each shard it held must be taken by
+// another no sooner than a lease duration after its last write to that lease (an early take
+// would be two readers of one shard), resuming from its last checkpoint, and no record may be
+// missing in S3. The failover must come within a bounded number of the survivors' own lease
+// passes (waitBalancedByPasses), not within a wall-clock limit a loaded machine can exceed; the
+// time taken and the passes are logged.
+func TestFleetFailoverAfterSIGKILL(t *testing.T) {
+	s := newE2EStack(t, 6)
+	cfg := s.fleetConfig(t, fleetOptions{})
+	prod := s.startProducer(t, 24, 100*time.Millisecond)
+	a, b := startCountedWorker(t, cfg, "fo-a"), startCountedWorker(t, cfg, "fo-b")
+	victim := startCountedWorker(t, cfg, "fo-c")
+	survivors := []*countedWorker{a, b}
+	s.waitBalancedByPasses(t, []*countedWorker{a, b, victim}, []int{2, 2, 2})
+
+	var theirs []string
+	waitFor(t, fleetBalanceWithin, "the victim's shards have checkpoints", func() (bool, string) {
+		leases, err := s.listLeases(t.Context())
+		if err != nil {
+			return false, err.Error()
+		}
+		theirs = shardsOf(leases, victim.name)
 		for _, id := range theirs {
 			if leases[id].Checkpoint.IsZero() {
 				return false, id + " has no checkpoint"
@@ -1039,83 +1127,90 @@ func TestFleetFailoverAfterSIGKILL(t *testing.T) {
 		}
 		return len(theirs) == 2, describeCounts(ownerCounts(leases))
 	})
+	// Reads of the table until the victim has renewed each lease: the last read that saw a
+	// lease below its final counter began before the victim's last write to it.
+	polls := s.pollUntilWritten(t, theirs)
 
-	if err := ds[victim].cmd.Process.Kill(); err != nil {
+	if err := victim.d.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	ds[victim].waitExit(10 * time.Second)
+	victim.d.waitExit(10 * time.Second)
 	last, err := s.listLeases(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A starved victim may have lost a lease by expiry before it died; the failover is of those
+	// it still held.
+	theirs = shardsOf(last, victim.name)
+	if len(theirs) == 0 {
+		t.Fatalf("the victim held no lease when it was killed (%s)", describeCounts(ownerCounts(last)))
+	}
 
-	limit := fleetLeaseDuration + fleetRenewInterval + time.Second
-	var took time.Duration
-	waitFor(t, 20*time.Second, "the others own the killed worker's shards", func() (bool, string) {
-		leases, err := s.listLeases(t.Context())
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, id := range theirs {
-			if o := leases[id].Owner; o == "" || o == victim {
-				return false, id + " owned by " + dash(o)
-			}
-		}
-		took = time.Since(killed)
-		return true, ""
-	})
-	t.Logf("failover: the killed worker's %d shards owned by others %s after SIGKILL (lease_duration %s + renew_interval %s; limit with 1s scheduling margin %s)",
-		len(theirs), secs(took), fleetLeaseDuration, fleetRenewInterval, limit)
-	if took > limit {
-		t.Errorf("failover took %s, want at most %s", secs(took), limit)
-	}
+	took, passes := s.waitBalancedByPasses(t, survivors, []int{3, 3})
+	t.Logf("failover: the killed worker's %d shards owned by the others %s after SIGKILL, within %d lease passes of the slowest survivor (lease_duration %s, renew_interval %s)",
+		len(theirs), secs(took), passes, fleetLeaseDuration, fleetRenewInterval)
 	for _, id := range theirs {
-		var resumedFrom []string
-		for _, w := range workers[:2] {
-			for _, l := range ds[w].find("took lease; reading shard", id) {
-				if l.Time.After(killed) {
-					resumedFrom = append(resumedFrom, l.Checkpoint)
-				}
-			}
+		takes := takesSince(survivors, id, killed)
+		if len(takes) == 0 {
+			t.Errorf("shard %s: owned by a survivor, but neither logged taking it", id)
+			continue
 		}
-		if len(resumedFrom) == 0 || resumedFrom[0] != last[id].Checkpoint.String() {
-			t.Errorf("shard %s: the new owner resumed from %v, want the killed worker's last checkpoint %s", id, resumedFrom, last[id].Checkpoint)
+		first := takes[0]
+		if first.Checkpoint != last[id].Checkpoint.String() {
+			t.Errorf("shard %s: %s resumed from %s, want the killed worker's last checkpoint %s", id, first.by.name, first.Checkpoint, last[id].Checkpoint)
 		}
+		after := writtenAfter(polls, id, last[id].Counter)
+		if early := first.Time.Sub(after); early < fleetLeaseDuration {
+			t.Errorf("shard %s: %s took it %s after a read that came before the killed worker's last write to the lease, under a lease duration (%s): it took a live lease",
+				id, first.by.name, secs(early), fleetLeaseDuration)
+		}
+		t.Logf("shard %s: taken by %s at the killed worker's last checkpoint, %s after SIGKILL and at least %s after the killed worker's last write to the lease",
+			id, first.by.name, secs(first.Time.Sub(killed)), secs(first.Time.Sub(after)))
 	}
-	s.waitBalanced(t, 10*time.Second, workers[:2], []int{3, 3})
 
 	sent := prod.halt(t)
-	counts := s.waitAllDelivered(t, sent, 30*time.Second)
-	for _, w := range workers[:2] {
-		ds[w].stop(t, w)
-	}
+	counts := s.waitAllDelivered(t, sent, fleetBalanceWithin)
+	a.d.stop(t, a.name)
+	b.d.stop(t, b.name)
 	t.Logf("%d records all in S3; %d duplicates (delivered by the killed worker after its last checkpoint, delivered again)", len(sent), duplicates(counts))
 }
 
 // ---- 4. graceful hand-off ----
 
-// TestFleetGracefulHandOffWithinSeconds stops one of three workers with SIGTERM: it must release
-// its leases after draining, and the others must own them well within a lease duration, resuming
-// at its final checkpoints, with no record delivered twice.
+// fleetHandOffPasses bounds the lease passes a new owner finishes between the leaving worker's
+// last release and its take. The others take released leases at their next pass, and the pass
+// that is running when the release lands may have read the table just before it: one pass, and
+// one more for a ping of a pass that ended just before the release but was read just after it.
+// A lease taken by expiry instead (never released) waits a lease duration from the new owner's
+// first sight of its last write: at least lease_duration/renew_interval (3) passes.
+const fleetHandOffPasses = 2
+
+// TestFleetGracefulHandOffWithinSeconds stops one of three workers with SIGTERM: it must drain
+// and release its leases (exit 0: within shutdown.drain_timeout), and the others must take each
+// at their next lease pass after the release, at its final checkpoint, with no record
+// delivered twice.
+//
+// "Within seconds" is measured and logged (SIGTERM to the others owning the shards: the drain,
+// then at most a pass), but asserted in the new owners' own lease passes after the release
+// (fleetHandOffPasses), well below the passes a lease duration takes. A wall-clock bound would
+// measure how fast a loaded machine schedules the drain and the passes, not whether the leases
+// were handed over rather than left to expire.
 func TestFleetGracefulHandOffWithinSeconds(t *testing.T) {
 	s := newE2EStack(t, 6)
 	cfg := s.fleetConfig(t, fleetOptions{})
 	prod := s.startProducer(t, 24, 100*time.Millisecond)
-	workers := []string{"ho-a", "ho-b", "ho-c"}
-	ds := map[string]*daemon{}
-	for _, w := range workers {
-		ds[w] = startWorker(t, cfg, w)
-	}
-	s.waitBalanced(t, 30*time.Second, workers, []int{2, 2, 2})
-	leaving := "ho-c"
+	a, b := startCountedWorker(t, cfg, "ho-a"), startCountedWorker(t, cfg, "ho-b")
+	leaving := startCountedWorker(t, cfg, "ho-c")
+	survivors, all := []*countedWorker{a, b}, []*countedWorker{a, b, leaving}
+	s.waitBalancedByPasses(t, all, []int{2, 2, 2})
 	var theirs []string
-	waitFor(t, 20*time.Second, "the leaving worker's shards have checkpoints", func() (bool, string) {
+	waitFor(t, fleetBalanceWithin, "the leaving worker's shards have checkpoints", func() (bool, string) {
 		leases, err := s.listLeases(t.Context())
 		if err != nil {
 			return false, err.Error()
 		}
-		theirs = shardsOf(leases, leaving)
+		theirs = shardsOf(leases, leaving.name)
 		for _, id := range theirs {
 			if leases[id].Checkpoint.IsZero() {
 				return false, id + " has no checkpoint"
@@ -1124,56 +1219,93 @@ func TestFleetGracefulHandOffWithinSeconds(t *testing.T) {
 		return len(theirs) == 2, describeCounts(ownerCounts(leases))
 	})
 
-	ds[leaving].signal(t, syscall.SIGTERM)
+	leaving.d.signal(t, syscall.SIGTERM)
 	signalled := time.Now()
-	var took time.Duration
-	waitFor(t, 20*time.Second, "the others own the leaving worker's shards", func() (bool, string) {
-		leases, err := s.listLeases(t.Context())
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, id := range theirs {
-			if o := leases[id].Owner; o == "" || o == leaving {
-				return false, id + " owned by " + dash(o)
-			}
-		}
-		took = time.Since(signalled)
-		return true, ""
-	})
-	t.Logf("hand-off: %d shards owned by the others %s after SIGTERM (lease_duration %s)", len(theirs), secs(took), fleetLeaseDuration)
-	if took >= fleetLeaseDuration {
-		t.Errorf("hand-off took %s, want under a lease duration (%s)", secs(took), fleetLeaseDuration)
-	}
-	if code := ds[leaving].waitExit(30 * time.Second); code != 0 {
-		t.Fatalf("the leaving worker exited %d, want 0", code)
-	}
-	final := map[string]string{}
-	for _, l := range ds[leaving].find("released lease", "") {
-		final[l.Shard] = l.Checkpoint
-	}
-	for _, id := range theirs {
-		var resumed []string
-		for _, w := range workers[:2] {
-			for _, l := range ds[w].find("took lease; reading shard", id) {
-				if l.Time.After(signalled) {
-					resumed = append(resumed, l.Checkpoint)
-				}
-			}
-		}
-		if len(resumed) != 1 || final[id] == "" || resumed[0] != final[id] {
-			t.Errorf("shard %s: taken at checkpoint(s) %q, want once at the leaving worker's final checkpoint %q", id, resumed, final[id])
-		}
+	took, passes := s.waitBalancedByPasses(t, survivors, []int{3, 3})
+	if code := leaving.d.waitExit(fleetBalanceWithin); code != 0 {
+		t.Fatalf("the leaving worker exited %d, want 0 (drained within shutdown.drain_timeout)", code)
 	}
 
 	sent := prod.halt(t)
-	counts := s.waitAllDelivered(t, sent, 30*time.Second)
-	for _, w := range workers[:2] {
-		ds[w].stop(t, w)
+	counts := s.waitAllDelivered(t, sent, fleetBalanceWithin)
+	// Stopping a hands its leases to b: takes from here on are not the hand-off under test.
+	stopping := time.Now()
+	a.d.stop(t, a.name)
+	b.d.stop(t, b.name)
+
+	// Every log is complete now. A worker starved for a lease duration loses a lease by expiry
+	// (it says so); the next owner then reads again from the last checkpoint, which is the
+	// product working, so the shard may be taken more than once and read twice.
+	expired := shardsLostToExpiry(all)
+	released := map[string]logLine{}
+	var lastRelease time.Time
+	for _, l := range leaving.d.find("released lease", "") {
+		if l.Reason == "" {
+			continue // the lease table's own debug line; the consumer's follows with the checkpoint
+		}
+		released[l.Shard] = l
+		if l.Time.After(lastRelease) {
+			lastRelease = l.Time
+		}
 	}
-	if d := duplicates(counts); d != 0 {
-		t.Errorf("%d records delivered twice: a drained worker must checkpoint all it delivered", d)
+	for _, id := range theirs {
+		rel, ok := released[id]
+		takes := takesSince(survivors, id, signalled)
+		takes = slices.DeleteFunc(takes, func(tk leaseTake) bool { return tk.Time.After(stopping) })
+		if !ok || len(takes) == 0 {
+			t.Errorf("shard %s: released by the leaving worker: %v; taken by the others %d times", id, ok, len(takes))
+			continue
+		}
+		first := takes[0]
+		if first.Time.Before(rel.Time) {
+			// Taken before the release: only right if the leaving worker went a lease
+			// duration without writing the lease while draining, and found it gone.
+			refused := len(leaving.d.find("checkpoint refused: the lease is held by another worker now; stopping the shard", id)) > 0
+			if !expired[id] && !refused {
+				t.Errorf("shard %s: %s took it at %s before the leaving worker released it, and the leaving worker never found the lease gone", id, first.by.name, first.Checkpoint)
+			}
+			t.Logf("shard %s: taken by %s before the leaving worker released it (starved while draining: the lease expired)", id, first.by.name)
+			expired[id] = true
+			continue
+		}
+		if first.Checkpoint != rel.Checkpoint {
+			t.Errorf("shard %s: %s took it at checkpoint %s, want the leaving worker's final checkpoint %s", id, first.by.name, first.Checkpoint, rel.Checkpoint)
+		}
+		if len(takes) > 1 && !expired[id] {
+			var by []string
+			for _, tk := range takes {
+				by = append(by, tk.by.name+" at "+tk.Checkpoint)
+			}
+			t.Errorf("shard %s: taken %d times after SIGTERM (%s), and no worker lost it by expiry", id, len(takes), strings.Join(by, ", "))
+		}
+		n := first.by.passesBetween(lastRelease, first.Time)
+		t.Logf("shard %s: released %s after SIGTERM; taken by %s %s after the last release, %d lease passes of its own in between", id,
+			secs(rel.Time.Sub(signalled)), first.by.name, secs(first.Time.Sub(lastRelease)), n)
+		if n > fleetHandOffPasses {
+			t.Errorf("shard %s: %s finished %d lease passes between the release and its take, want at most %d: a released lease is taken at the next pass",
+				id, first.by.name, n, fleetHandOffPasses)
+		}
 	}
-	t.Logf("%d records all in S3 once", len(sent))
+	t.Logf("hand-off: %d shards owned by the others %s after SIGTERM, within %d lease passes of the slowest survivor (lease_duration %s)",
+		len(theirs), secs(took), passes, fleetLeaseDuration)
+
+	for shard, d := range duplicatesByShard(sent, counts) {
+		if d > 0 && !expired[shard] {
+			t.Errorf("shard %s: %d records delivered twice, and no worker lost its lease by expiry: a drained worker must checkpoint all it delivered", shard, d)
+		}
+	}
+	t.Logf("%d records all in S3; %d duplicates (each on a shard whose lease expired: %v)", len(sent), duplicates(counts), slices.Sorted(maps.Keys(expired)))
+}
+
+// duplicatesByShard counts, per shard, the deliveries of sent records beyond the first.
+func duplicatesByShard(sent []sentRecord, counts map[keyed]int) map[string]int {
+	out := map[string]int{}
+	for _, r := range sent {
+		if c := counts[keyed{r.Key, r.N}]; c > 1 {
+			out[r.Shard] += c - 1
+		}
+	}
+	return out
 }
 
 // ---- 5. resharding ----

@@ -15,12 +15,13 @@ import (
 )
 
 // notifySocket is a unixgram socket standing in for systemd's notify socket: it keeps every
-// assignment (READY=1, STATUS=..., ...) received, in order.
+// assignment (READY=1, STATUS=..., ...) received, in order, with the time it was read.
 type notifySocket struct {
 	path string
 	conn *net.UnixConn
 	mu   sync.Mutex
 	got  []string
+	at   []time.Time // at[i]: when got[i] was read from the socket (after it was sent)
 }
 
 func newNotifySocket(t *testing.T) *notifySocket {
@@ -43,10 +44,12 @@ func newNotifySocket(t *testing.T) *notifySocket {
 			if err != nil {
 				return
 			}
+			now := time.Now()
 			n.mu.Lock()
 			for _, f := range strings.Split(string(buf[:k]), "\n") {
 				if f != "" {
 					n.got = append(n.got, f)
+					n.at = append(n.at, now)
 				}
 			}
 			n.mu.Unlock()
@@ -65,9 +68,15 @@ func makeShortTempDir(t *testing.T) (string, error) {
 }
 
 func (n *notifySocket) received() []string {
+	fields, _ := n.receivedAt()
+	return fields
+}
+
+// receivedAt is received with the time each assignment was read.
+func (n *notifySocket) receivedAt() ([]string, []time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return slices.Clone(n.got)
+	return slices.Clone(n.got), slices.Clone(n.at)
 }
 
 // index returns the position of the first assignment with prefix at or after from, or -1.
