@@ -382,24 +382,29 @@ func (c *Consumer) deliverAll(ctx context.Context, workers []*shardWorker) {
 			return
 		case <-t.C():
 		}
-		c.flushSinks(ctx)
+		c.flushSinks(ctx, true)
 		t.Reset(flushRepeat)
 	}
 }
 
-func (c *Consumer) flushSinks(ctx context.Context) {
+// flushSinks flushes every sink at once and waits until each has delivered or ctx ends; with
+// report, a flush that did not finish is logged.
+func (c *Consumer) flushSinks(ctx context.Context, report bool) {
 	var wg sync.WaitGroup
 	for _, s := range c.opts.Sinks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Flush(ctx); err != nil {
+			if err := s.Flush(ctx); err != nil && report {
 				c.log.Warn("sink flush did not finish", "sink", s.Name(), "error", err)
 			}
 		}()
 	}
 	wg.Wait()
 }
+
+// errPressureFlushCut ends the wait of a flush on memory pressure, which only needs it started.
+var errPressureFlushCut = errors.New("a flush on memory pressure waits no longer than its delay")
 
 // pressureFlushDelay is how long reads wait for room in the memory budget before the sinks are
 // asked to deliver what they buffer.
@@ -427,18 +432,10 @@ func (c *Consumer) flushOnPressure(ctx context.Context) {
 		c.log.Debug("memory budget full: reads are waiting; flushing the sinks", "held_bytes", b.Used(), "limit_bytes", b.Limit())
 		hooks.Each(c.opts.Hooks, func(h hooks.MemoryPressure) { h.OnMemoryPressure() })
 		// Flush starts delivery at once and then waits for it; the wait is not needed here, and
-		// during a sink outage it would not end.
-		fctx, cancel := context.WithTimeout(ctx, pressureFlushDelay)
-		var wg sync.WaitGroup
-		for _, s := range c.opts.Sinks {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = s.Flush(fctx)
-			}()
-		}
-		wg.Wait()
-		cancel()
+		// during a sink outage it would not end: it is cut short, quietly.
+		fctx, stop := clock.WithTimeout(ctx, c.opts.Clock, pressureFlushDelay, errPressureFlushCut)
+		c.flushSinks(fctx, false)
+		stop()
 	}
 }
 
